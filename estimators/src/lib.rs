@@ -1,0 +1,2 @@
+//! Gradient estimators for tilt (skeleton; filled by issue 4).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! Language models for tilt (skeleton; filled by issue 3).
+#![deny(missing_docs)]
