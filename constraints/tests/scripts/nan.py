@@ -1,0 +1,5 @@
+"""Answers NaN for every sample."""
+import sys
+
+for _ in sys.stdin:
+    print("nan")
