@@ -143,8 +143,9 @@ pub enum ExternalProblem {
     #[error("I/O error while talking to the program: {0}")]
     Io(std::io::Error),
 
-    /// It did not finish within the timeout; it has been killed and reaped.
-    #[error("no answer within {seconds} s (the process was killed){}", stderr_suffix(stderr))]
+    /// It did not answer within the timeout (if it was still running, it has been killed and
+    /// reaped; a process it left holding its stdout open is not waited for).
+    #[error("no complete answer within the timeout of {seconds} s{}", stderr_suffix(stderr))]
     Timeout {
         /// The timeout in seconds.
         seconds: f64,

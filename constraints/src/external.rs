@@ -24,8 +24,10 @@ const STDOUT_LIMIT: u64 = 64 << 20;
 /// How much of a program's stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
 
-/// How long to wait for the stderr of a killed or failed program to drain.
-const STDERR_GRACE: Duration = Duration::from_millis(200);
+/// How long to wait, once the program has exited, for its stderr to drain and for the stdin
+/// writer to report: both are nearly done by then, unless a child of the program still holds
+/// the pipes; this bounds the delay such a child can cause.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// A user's program as a feature, e.g. a Python classifier.
 ///
@@ -41,14 +43,14 @@ const STDERR_GRACE: Duration = Duration::from_millis(200);
 /// stderr), answers too few or too many lines, answers something that is not a number, NaN
 /// (unless allowed), ±infinity, or a value other than 0 or 1 when declared binary, or does not
 /// finish within the timeout: it is then killed and reaped, so neither a hang nor a zombie
-/// outlives the call.
+/// outlives the call. (Processes the program itself started are its business: one that keeps
+/// the program's stdout open makes the call time out, but is neither waited for nor killed.)
 ///
 /// # Why a process per batch
 /// A fresh process per batch keeps no state between batches, cannot get out of step with the
 /// samples after an error, and a crash or a timeout costs one batch, not a stuck pipe. The price
-/// is the program's start-up for every batch (about 30 ms for Python, seconds if it loads a
-/// large model): keep batches large (the trainer scores a whole step's samples at once) or
-/// make the script load its model lazily from a cache.
+/// is the program's start-up for every batch (tens of milliseconds for Python, seconds if it
+/// loads a large model), so score large batches: a whole step's samples in one call.
 ///
 /// stdin is written and stdout and stderr are read on their own threads, so a program that
 /// answers while it still reads cannot deadlock on full pipes, whatever the batch size.
@@ -159,24 +161,24 @@ impl External {
                 return Err(ExternalProblem::Io(e));
             }
         };
-        // The program has exited and is reaped; its pipes close unless it left children holding
-        // them, so every wait below is bounded by the deadline.
+        // The program has exited and is reaped. Its pipes close unless it left children holding
+        // them, so the wait for its answer is bounded by the deadline, and the others by GRACE.
+        if !status.success() {
+            let stderr = recv_until(&stderr, Instant::now() + GRACE).unwrap_or_default();
+            return Err(ExternalProblem::Exit { status, stderr });
+        }
         let out = match recv_until(&stdout, deadline) {
             Some(out) => out.map_err(ExternalProblem::Io)?,
             None => {
-                let stderr = recv_until(&stderr, Instant::now() + STDERR_GRACE).unwrap_or_default();
+                let stderr = recv_until(&stderr, Instant::now() + GRACE).unwrap_or_default();
                 return Err(ExternalProblem::Timeout {
                     seconds: self.timeout.as_secs_f64(),
                     stderr,
                 });
             }
         };
-        let stderr_tail =
-            recv_until(&stderr, deadline.max(Instant::now() + STDERR_GRACE)).unwrap_or_default();
-        if !status.success() {
-            return Err(ExternalProblem::Exit { status, stderr: stderr_tail });
-        }
-        match recv_until(&writer, deadline) {
+        let stderr_tail = recv_until(&stderr, Instant::now() + GRACE).unwrap_or_default();
+        match recv_until(&writer, Instant::now() + GRACE) {
             Some(Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 return Err(ExternalProblem::Io(e));
             }
@@ -191,7 +193,7 @@ impl External {
         // kill fails only if the process has already exited; wait reaps it either way.
         let _ = child.kill();
         let _ = child.wait();
-        let stderr = recv_until(stderr, Instant::now() + STDERR_GRACE).unwrap_or_default();
+        let stderr = recv_until(stderr, Instant::now() + GRACE).unwrap_or_default();
         ExternalProblem::Timeout { seconds: self.timeout.as_secs_f64(), stderr }
     }
 

@@ -38,6 +38,34 @@ impl<'a> Sample<'a> {
 ///
 /// Implementations are `Send + Sync` so a plan can be shared between threads; the trait is
 /// object-safe, and [`Plan`](crate::Plan) holds `Box<dyn Feature>`.
+///
+/// # Example
+/// A feature of one's own, used beside a built-in one:
+/// ```
+/// use tilt_constraints::{Feature, Result, Sample, Word};
+///
+/// /// 1 if the text is all ASCII.
+/// #[derive(Debug)]
+/// struct Ascii;
+///
+/// impl Feature for Ascii {
+///     fn name(&self) -> &str {
+///         "ascii"
+///     }
+///     fn is_binary(&self) -> bool {
+///         true
+///     }
+///     fn score(&self, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
+///         Ok(samples.iter().map(|s| if s.text.is_ascii() { 1.0 } else { 0.0 }).collect())
+///     }
+/// }
+///
+/// let features: Vec<Box<dyn Feature>> = vec![Box::new(Ascii), Box::new(Word::new("café", false)?)];
+/// let samples = [Sample::text("Un café."), Sample::text("A coffee.")];
+/// let scores: Vec<Vec<f64>> = features.iter().map(|f| f.score(&samples)).collect::<Result<_>>()?;
+/// assert_eq!(scores, [[0.0, 1.0], [1.0, 0.0]]);
+/// # Ok::<(), tilt_constraints::Error>(())
+/// ```
 pub trait Feature: std::fmt::Debug + Send + Sync {
     /// A short human-readable description, e.g. `word "amazing"`, used in errors and logs.
     fn name(&self) -> &str;

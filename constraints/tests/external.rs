@@ -172,3 +172,12 @@ fn a_hung_program_times_out_and_is_reaped() {
         assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists(), "pid {pid} still exists");
     }
 }
+
+#[test]
+fn a_child_left_holding_stdout_does_not_hang_the_call() {
+    let f = script("orphan.py", &[]).with_timeout(Duration::from_secs(1));
+    let start = Instant::now();
+    let (problem, message) = problem(f.score(&texts(&["a"])), "orphan.py");
+    assert!(matches!(problem, ExternalProblem::Timeout { .. }), "{message}");
+    assert!(start.elapsed() < Duration::from_secs(4), "took {:?}", start.elapsed());
+}
