@@ -13,7 +13,7 @@
 //!   (or any self-describing format); unknown fields and kinds are errors naming the constraint.
 //! - [`build`]: validates the specs once and returns a [`Plan`]: the pointwise constraints
 //!   ([`Plan::accepts`], [`Plan::log_b`]) and the moment constraints with their targets
-//!   ([`Plan::moment_features`], [`Plan::targets`]). Every invalid spec is an [`Error::Spec`]
+//!   ([`Plan::moment_matrix`], [`Plan::targets`]). Every invalid spec is an [`Error::Spec`]
 //!   naming the constraint and the field.
 //!
 //! # The TOML shape

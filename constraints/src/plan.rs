@@ -68,9 +68,29 @@ impl Plan {
         Ok(ok.into_iter().map(|ok| if ok { 0.0 } else { f64::NEG_INFINITY }).collect())
     }
 
-    /// φ(x) of the moment constraints: `result[k][i]` is feature k on sample i.
+    /// The names of the moment constraints, in order.
+    pub fn moment_names(&self) -> Vec<&str> {
+        self.moments.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    /// φ(x) of the moment constraints, one vector per constraint: `result[k][i]` is feature k
+    /// on sample i.
     pub fn moment_features(&self, samples: &[Sample<'_>]) -> Result<Vec<Vec<f64>>> {
         self.moments.iter().map(|m| score_checked(m.feature.as_ref(), samples, false)).collect()
+    }
+
+    /// φ(x) of the moment constraints as one row-major `samples.len() × moments.len()` matrix
+    /// (row i = sample i), the layout `tilt-ebm` takes for λ fitting.
+    pub fn moment_matrix(&self, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
+        let columns = self.moment_features(samples)?;
+        let k = columns.len();
+        let mut matrix = vec![0.0; samples.len() * k];
+        for (j, column) in columns.iter().enumerate() {
+            for (i, &v) in column.iter().enumerate() {
+                matrix[i * k + j] = v;
+            }
+        }
+        Ok(matrix)
     }
 }
 

@@ -30,11 +30,11 @@ pub struct ConstraintSpec {
     /// The feature φ.
     pub feature: FeatureSpec,
     /// `true` for a pointwise constraint b(x) = φ(x) (φ must be binary).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pointwise: bool,
     /// The target moment μ̄ = E_p[φ(x)] for a distributional constraint. For a binary feature it
     /// must lie in [0, 1]; 1 and 0 are turned into the pointwise constraints φ and not φ.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub moment: Option<f64>,
 }
 

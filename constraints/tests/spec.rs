@@ -192,6 +192,8 @@ fn builds_a_hybrid_plan_that_scores() {
     assert_eq!(plan.accepts(&samples).unwrap(), [true, true, false]);
     assert_eq!(plan.log_b(&samples).unwrap(), [0.0, 0.0, f64::NEG_INFINITY]);
     assert_eq!(plan.moment_features(&samples).unwrap(), [vec![1., 0., 1.], vec![3., 4., 1.]]);
+    assert_eq!(plan.moment_matrix(&samples).unwrap(), [1., 3., 0., 4., 1., 1.]);
+    assert_eq!(plan.moment_names(), ["female", "long"]);
     assert_eq!(plan.targets(), [0.5, 3.5]);
 }
 
@@ -229,6 +231,7 @@ fn an_empty_plan_accepts_everything() {
     let samples = [Sample::text("x"), Sample::text("y")];
     assert_eq!(plan.accepts(&samples).unwrap(), [true, true]);
     assert!(plan.moment_features(&samples).unwrap().is_empty());
+    assert!(plan.moment_matrix(&samples).unwrap().is_empty());
 }
 
 #[test]
@@ -569,4 +572,30 @@ fn feature_spec_builds_alone() {
         if constraint == "probe" && field == "feature.pattern"));
     let f = FeatureSpec::Length {}.build("len", Path::new(".")).unwrap();
     assert_eq!(f.score(&[Sample::new("", &[1, 2], false)]).unwrap(), [2.0]);
+}
+
+#[test]
+fn json_specs_parse_and_name_errors_too() {
+    let ok: ConstraintsSpec = serde_json::from_str(
+        r#"{"constraints": [{"name": "f", "moment": 0.5,
+            "feature": {"kind": "gender", "class": "female"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.constraints[0].feature, FeatureSpec::Gender { class: GenderClass::Female });
+    let bad = [
+        (r#"{"name": "f", "moment": 0.5, "feature": {"kind": "gendr"}}"#, "field `feature`"),
+        (r#"{"name": "f", "moment": "half", "feature": {"kind": "eos"}}"#, "field `moment`"),
+        (r#"{"feature": {"kind": "eos"}, "name": "f", "extra": 1}"#, "field `extra`"),
+    ];
+    for (text, field) in bad {
+        let msg = serde_json::from_str::<ConstraintSpec>(text).unwrap_err().to_string();
+        assert_names(&msg, "f", &[field]);
+    }
+}
+
+#[test]
+fn plans_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<tilt_constraints::Plan>();
+    shareable::<Box<dyn tilt_constraints::Feature>>();
 }
