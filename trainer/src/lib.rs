@@ -3,4 +3,5 @@
 //! Most users run the binary; the library exists so that the integration tests (and the bench
 //! suite) can drive the same code.
 
+pub mod metrics;
 pub mod pretrain;

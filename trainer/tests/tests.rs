@@ -1,0 +1,3 @@
+//! Integration tests of tilt-trainer (one test binary; one module per topic).
+
+mod bleu;
