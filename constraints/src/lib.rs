@@ -3,7 +3,9 @@
 //! A constraint says what a fine-tuned model should do, as a feature φ(x) of a generated
 //! sequence x: *pointwise* (b(x) = φ(x) ∈ {0, 1} must hold for every sample; the target is
 //! P(x) = a(x)·b(x)) or *distributional* (a moment E_p[φ(x)] = μ̄; the target is
-//! P(x) = a(x)·exp(λ·φ(x)) with λ fitted by `tilt-ebm`). See ../shared/METHODS.md §1 and §6.
+//! P(x) = a(x)·exp(λ·φ(x)) with λ fitted by `tilt-ebm`), as in Khalifa et al. 2021 (GDC) and
+//! Korbak et al. 2022, whose tasks ("amazing", "WikiLeaks", topic word lists, 50% female
+//! biographies) these features express.
 //!
 //! - [`Feature`]: the object-safe trait, scoring a batch of [`Sample`]s (text, token ids, EOS
 //!   flag) to φ(x) values (never log φ). Implementations: [`Word`], [`WordList`], [`Pattern`],
