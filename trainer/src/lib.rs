@@ -3,5 +3,9 @@
 //! Most users run the binary; the library exists so that the integration tests (and the bench
 //! suite) can drive the same code.
 
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
 pub mod metrics;
+pub mod plan;
 pub mod pretrain;

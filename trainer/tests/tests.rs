@@ -1,3 +1,6 @@
 //! Integration tests of tilt-trainer (one test binary; one module per topic).
 
 mod bleu;
+mod checkpoint;
+mod cli;
+mod config;

@@ -1,0 +1,338 @@
+//! The command line of `tilt` (clap derive) and what each command does.
+//!
+//! Exit codes: 0 success; 1 the command failed while running (I/O, a diverged run, ...);
+//! 2 the input was wrong (command-line usage, an invalid config, a missing input file) or the
+//! command is not implemented yet.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Backend, DeviceSpec};
+use crate::plan::{Overrides, Plan};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success; 1 the command failed while running; 2 wrong input (usage, invalid \
+config, missing file) or a command that is not implemented yet.
+
+A config is a TOML file (every field is documented in the tilt-trainer crate's `config` module); \
+`tilt check --config run.toml` validates one and prints the resulting plan.";
+
+/// tilt: fine-tune language models by distribution matching (DPG, GDC, GDC++, f-DPG) or reward
+/// maximisation (REINFORCE, KL-control).
+#[derive(Debug, Parser)]
+#[command(name = "tilt", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fine-tune a policy as a config says: fit λ, train, evaluate, checkpoint, export.
+    Train(TrainArgs),
+    /// Validate a config and print the plan it gives (touches nothing).
+    Check(CheckArgs),
+    /// Draw samples from a model with the sampler's options; print them or write JSONL.
+    Sample(SampleArgs),
+    /// Evaluate a model against a config's target: moments of φ, KL(p‖π), KL(π‖a), diversity
+    Eval(EvalArgs),
+    /// Fit λ for a config's distributional constraints and print the fit report.
+    Fit(FitArgs),
+    /// Pretrain a small causal LM from text files (this builds the demo base model).
+    Pretrain(PretrainArgs),
+}
+
+/// Backend and device, shared by the commands that run a model.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackendArgs {
+    /// Backend, replacing the config's (must be compiled in: cargo feature of the same name).
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Device, replacing the config's: cpu, cuda, cuda:N, gpu, gpu:N.
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceSpec>,
+}
+
+impl BackendArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides { backend: self.backend, device: self.device }
+    }
+}
+
+fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    s.parse()
+}
+
+/// `tilt train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run config (TOML). Without it, the embedded demo runs.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Continue the run whose checkpoint directory (or output directory) this is.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Validate the config and print the plan, without training (same as `tilt check`).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Backend and device.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `tilt check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The run config (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Check only the config, not that the model and tokenizer files exist.
+    #[arg(long)]
+    pub config_only: bool,
+    /// Backend and device.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `tilt sample`.
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// The model directory (Hugging Face GPT-2 layout).
+    #[arg(short, long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The tokenizer (default: tokenizer.json in the model directory).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Number of samples.
+    #[arg(short, long, default_value_t = 10)]
+    pub n: u64,
+    /// New tokens per sample.
+    #[arg(long, default_value_t = 40)]
+    pub new_tokens: u32,
+    /// Prompt text (default: the end-of-text token alone).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Softmax temperature.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Keep the k most likely tokens (default: off).
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    /// Nucleus mass in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Stop each sample at end-of-text.
+    #[arg(long)]
+    pub stop_at_eos: bool,
+    /// Seed.
+    #[arg(long, default_value_t = 12)]
+    pub seed: u64,
+    /// Write JSONL ({"text", "log_prob"} per line) here instead of printing.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Backend and device.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `tilt eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The run config that defines the target (constraints, base model, eval settings).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The model to evaluate (default: the config's initial policy, or its base).
+    #[arg(short, long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Write the metrics as one JSON object here instead of printing a table.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Backend and device.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `tilt fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// The run config with distributional constraints.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Backend and device.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// `tilt pretrain`.
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    /// Text files to train on.
+    #[arg(value_name = "FILE")]
+    pub data: Vec<PathBuf>,
+    /// Where the model, tokenizer and model card go.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Backend and device.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// A command that exists but whose machinery other crates are still building.
+#[derive(Debug, thiserror::Error)]
+#[error("`tilt {command}` is not implemented yet: it needs {needs}")]
+pub struct NotImplemented {
+    /// The command.
+    pub command: &'static str,
+    /// What it waits for.
+    pub needs: &'static str,
+}
+
+/// Input that is wrong in a way the user must fix (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => train(&args),
+        Command::Check(args) => check(&args),
+        Command::Sample(_) => Err(NotImplemented {
+            command: "sample",
+            needs: "tilt-policies (model loading and the sampler)",
+        }
+        .into()),
+        Command::Eval(args) => {
+            load_plan(&args.config, &args.backend.overrides())?;
+            Err(NotImplemented {
+                command: "eval",
+                needs: "tilt-policies, tilt-constraints and tilt-ebm (sampling, features, divergence estimates)",
+            }
+            .into())
+        }
+        Command::Fit(args) => {
+            load_plan(&args.config, &args.backend.overrides())?;
+            Err(NotImplemented {
+                command: "fit",
+                needs: "tilt-policies, tilt-constraints and tilt-ebm (samples, features, MomentFit)",
+            }
+            .into())
+        }
+        Command::Pretrain(_) => Err(NotImplemented {
+            command: "pretrain",
+            needs: "trainer/src/pretrain and tilt-policies (corpora, tokenizer, causal-LM training)",
+        }
+        .into()),
+    }
+}
+
+/// The exit code for an error returned by [`run`] (see the module documentation).
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let wrong_input = error.chain().any(|e| {
+        e.is::<NotImplemented>()
+            || e.is::<BadInput>()
+            || e.is::<crate::config::ConfigError>()
+            || e.is::<crate::plan::LoadError>()
+    });
+    if wrong_input { 2 } else { 1 }
+}
+
+fn load_plan(config: &std::path::Path, overrides: &Overrides) -> Result<Plan> {
+    let plan = Plan::load(config, overrides)?;
+    let compiled = match plan.backend {
+        Backend::Flex => cfg!(feature = "flex"),
+        Backend::Ndarray => cfg!(feature = "ndarray"),
+        Backend::Tch => cfg!(feature = "tch"),
+        Backend::Wgpu => cfg!(feature = "wgpu"),
+        Backend::Cuda => cfg!(feature = "cuda"),
+    };
+    if !compiled {
+        return Err(BadInput(format!(
+            "backend `{0}` is not compiled into this tilt; rebuild with `--features {0}`",
+            plan.backend
+        ))
+        .into());
+    }
+    Ok(plan)
+}
+
+fn check(args: &CheckArgs) -> Result<()> {
+    let plan = load_plan(&args.config, &args.backend.overrides())?;
+    println!("{plan}");
+    if !args.config_only {
+        let missing = plan.missing_inputs();
+        if !missing.is_empty() {
+            let list: Vec<String> = missing
+                .iter()
+                .map(|(field, p)| format!("{field}: {} does not exist", p.display()))
+                .collect();
+            return Err(BadInput(format!(
+                "{}: the config is valid but inputs are missing (--config-only skips this check):\n  {}",
+                args.config.display(),
+                list.join("\n  ")
+            ))
+            .into());
+        }
+    }
+    println!("config OK");
+    Ok(())
+}
+
+fn train(args: &TrainArgs) -> Result<()> {
+    let Some(config) = &args.config else {
+        return Err(NotImplemented {
+            command: "train (the embedded demo)",
+            needs: "the demo model tilt-mini and tilt-policies",
+        }
+        .into());
+    };
+    let plan = load_plan(config, &args.backend.overrides())?;
+    if let Some(dir) = &args.resume {
+        let found = crate::checkpoint::resolve(dir)
+            .with_context(|| format!("cannot resume from {}", dir.display()))?;
+        let manifest = found.manifest();
+        if manifest.config_hash != plan.config_hash {
+            log::warn!(
+                "the config differs from the one the checkpoint was written with (sha256 {} vs {})",
+                &manifest.config_hash[..manifest.config_hash.len().min(12)],
+                &plan.config_hash[..12]
+            );
+        }
+        println!("would resume from {} (step {})", found.dir().display(), manifest.step);
+    }
+    if args.dry_run {
+        println!("{plan}");
+        return Ok(());
+    }
+    Err(NotImplemented {
+        command: "train",
+        needs: "tilt-policies, tilt-constraints, tilt-ebm and tilt-estimators (the training loop)",
+    }
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn not_implemented_and_config_errors_exit_2() {
+        let e: anyhow::Error = NotImplemented { command: "x", needs: "y" }.into();
+        assert_eq!(exit_code(&e), 2);
+        let e = anyhow::Error::from(std::io::Error::other("disk full")).context("writing");
+        assert_eq!(exit_code(&e), 1);
+    }
+}

@@ -1,0 +1,972 @@
+//! The validated run plan: a [`Config`] checked once, with defaults resolved and typed.
+//!
+//! [`Plan::new`] checks every value and every combination (an option of another estimator, a
+//! batch that is not a multiple of the minibatch, a learning rate ≤ 0, a top-p outside (0, 1],
+//! a device the backend does not have, ...) and reports all problems at once, each naming the
+//! field and its line. Nothing after the plan re-validates user input.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{
+    Backend, Baseline, BetaControl, Config, ConfigError, ConfigSource, ConstraintSpec, DeviceSpec,
+    EstimatorKind, EvalConfig, FDivergence, Issue, KlPenalty, OptimizerKind, ProposalCriterion,
+    RewardSource, ScheduleKind, SourceMap, constraint_name,
+};
+
+/// REINFORCE's baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReinforceBaseline {
+    /// None (gdc's PGTrainer).
+    None,
+    /// The batch mean reward.
+    Mean,
+    /// Leave-one-out: the mean reward of the other samples of the batch.
+    LeaveOneOut,
+}
+
+/// KL-control's β.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Beta {
+    /// A fixed β.
+    Fixed(f64),
+    /// Ziegler et al.'s adaptive β.
+    Adaptive {
+        /// Initial β.
+        init: f64,
+        /// Target KL(π‖a), nats.
+        target: f64,
+        /// Horizon, samples.
+        horizon: u64,
+    },
+}
+
+/// KL-control's PPO options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ppo {
+    /// Ratio clip ε.
+    pub clip: f64,
+    /// Epochs per batch.
+    pub epochs: u32,
+    /// GAE λ (γ = 1).
+    pub gae_lambda: f64,
+    /// Value-loss coefficient.
+    pub value_coef: f64,
+}
+
+/// The estimator with exactly the options that apply to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Estimator {
+    /// REINFORCE on π's samples.
+    Reinforce {
+        /// The baseline.
+        baseline: ReinforceBaseline,
+    },
+    /// KL-control (Ziegler et al.).
+    KlControl {
+        /// β.
+        beta: Beta,
+        /// Sequence-level or per-token penalty.
+        penalty: KlPenalty,
+        /// PPO-clipped updates, or plain policy gradient when `None`.
+        ppo: Option<Ppo>,
+    },
+    /// On-policy DPG.
+    Dpg {
+        /// Subtract the running Z.
+        baseline_z: bool,
+        /// Divide the advantage by the running Z.
+        normalize_by_z: bool,
+    },
+    /// Off-policy DPG with the KL-adaptive proposal.
+    Gdc {
+        /// Divide the advantage by the running Z.
+        normalize_by_z: bool,
+    },
+    /// GDC++ (the paper's).
+    GdcPp {
+        /// Divide the advantage by the running Z.
+        normalize_by_z: bool,
+    },
+    /// f-DPG.
+    Fdpg {
+        /// The divergence.
+        divergence: FDivergence,
+        /// The moving-average baseline's window in samples, `None` without a baseline.
+        baseline_window: Option<u64>,
+        /// Sample from π rather than q.
+        on_policy: bool,
+        /// Divide the advantage by the running Z.
+        normalize_by_z: bool,
+    },
+}
+
+impl Estimator {
+    /// Whether training samples come from a proposal q (which then has a [`Proposal`]).
+    pub fn is_off_policy(&self) -> bool {
+        match self {
+            Estimator::Gdc { .. } | Estimator::GdcPp { .. } => true,
+            Estimator::Fdpg { on_policy, .. } => !on_policy,
+            _ => false,
+        }
+    }
+
+    /// Whether it matches a target distribution (needs constraints) rather than maximising a
+    /// reward.
+    pub fn is_distribution_matching(&self) -> bool {
+        !matches!(self, Estimator::Reinforce { .. } | Estimator::KlControl { .. })
+    }
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Optimizer {
+    /// Adam or AdamW.
+    pub algorithm: OptimizerKind,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// β1, β2.
+    pub betas: [f64; 2],
+    /// ε.
+    pub eps: f64,
+    /// Decoupled weight decay (0 for Adam).
+    pub weight_decay: f64,
+}
+
+/// The learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Shape after warm-up.
+    pub kind: ScheduleKind,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Total optimizer steps.
+    pub total_steps: u64,
+}
+
+impl Schedule {
+    /// The learning-rate multiplier in [0, 1] at optimizer step `step` (from 0): linear
+    /// warm-up to 1 over `warmup_steps`, then constant, linear or cosine decay to 0 at the end.
+    pub fn factor(&self, step: u64) -> f64 {
+        if step < self.warmup_steps {
+            return (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let decay_steps = self.total_steps.saturating_sub(self.warmup_steps).max(1);
+        let progress = ((step - self.warmup_steps) as f64 / decay_steps as f64).min(1.0);
+        match self.kind {
+            ScheduleKind::Constant => 1.0,
+            ScheduleKind::Linear => 1.0 - progress,
+            ScheduleKind::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        }
+    }
+}
+
+/// A sampler's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Prompt text (`None`: the end-of-text token alone).
+    pub prompt: Option<String>,
+    /// New tokens per sample.
+    pub new_tokens: u32,
+    /// Temperature.
+    pub temperature: f64,
+    /// Top-k (`None`: off).
+    pub top_k: Option<u32>,
+    /// Top-p.
+    pub top_p: f64,
+    /// Stop at end-of-text.
+    pub stop_at_eos: bool,
+}
+
+/// The KL-adaptive proposal's settings (off-policy estimators).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Proposal {
+    /// Update rule.
+    pub criterion: ProposalCriterion,
+    /// Check interval, steps.
+    pub interval: u64,
+    /// Fresh q samples per check.
+    pub samples: u64,
+    /// Significance level when the update needs a significant improvement.
+    pub significance_level: Option<f64>,
+}
+
+/// λ fitting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LambdaFit {
+    /// Samples from a.
+    pub samples: u64,
+    /// Residual tolerance (L2).
+    pub tolerance: f64,
+    /// Iteration cap.
+    pub max_iterations: u32,
+}
+
+/// The reward of the reward-maximisation estimators.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reward {
+    /// The product of the pointwise constraints.
+    Constraints {
+        /// Multiplier.
+        scale: f64,
+    },
+    /// A feature (raw tilt-constraints feature table; SEAM).
+    Feature {
+        /// The feature table.
+        feature: toml::Table,
+        /// Multiplier.
+        scale: f64,
+    },
+}
+
+/// Everything a run needs, checked. Paths are resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The config file.
+    pub config_file: PathBuf,
+    /// [`Config::content_hash`].
+    pub config_hash: String,
+    /// Output directory.
+    pub output_dir: PathBuf,
+    /// Seed.
+    pub seed: u64,
+    /// Backend.
+    pub backend: Backend,
+    /// Device.
+    pub device: DeviceSpec,
+    /// Base model a.
+    pub base_model: PathBuf,
+    /// Initial policy (`None`: a copy of the base).
+    pub policy_init: Option<PathBuf>,
+    /// Tokenizer file.
+    pub tokenizer: PathBuf,
+    /// Dropout on π.
+    pub dropout: f64,
+    /// Constraints (SEAM: raw tables for tilt-constraints).
+    pub constraints: Vec<ConstraintSpec>,
+    /// Their names, in order.
+    pub constraint_names: Vec<String>,
+    /// The reward (reward-maximisation estimators only).
+    pub reward: Option<Reward>,
+    /// The estimator.
+    pub estimator: Estimator,
+    /// Training samples in the whole run.
+    pub total_samples: u64,
+    /// Optimizer steps: ceil(total_samples / batch_size).
+    pub steps: u64,
+    /// Samples per optimizer step.
+    pub batch_size: u64,
+    /// Samples per forward pass.
+    pub minibatch_size: u64,
+    /// Forward passes per optimizer step (gradient accumulation).
+    pub accumulation_steps: u64,
+    /// Gradient-norm clip.
+    pub max_grad_norm: Option<f64>,
+    /// Optimizer.
+    pub optimizer: Optimizer,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Training sampler.
+    pub sampling: Sampling,
+    /// Proposal updates (off-policy estimators only).
+    pub proposal: Option<Proposal>,
+    /// λ fit (only with distributional constraints, i.e. some `moment`).
+    pub lambda_fit: Option<LambdaFit>,
+    /// Evaluation.
+    pub eval: EvalConfig,
+    /// Checkpoint interval, steps.
+    pub checkpoint_interval: u64,
+    /// Checkpoints kept (0: all).
+    pub checkpoint_keep_last: u64,
+}
+
+/// Settings given on the command line, which replace the config's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--backend`.
+    pub backend: Option<Backend>,
+    /// `--device`.
+    pub device: Option<DeviceSpec>,
+}
+
+impl Overrides {
+    /// Replaces the config's values by the overrides that are set.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(b) = self.backend {
+            config.backend = b;
+        }
+        if let Some(d) = self.device {
+            config.device = d;
+        }
+    }
+}
+
+/// Collects issues against the source map.
+struct Checker<'a> {
+    map: &'a SourceMap,
+    issues: Vec<Issue>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, path: &str, message: impl Into<String>) {
+        self.issues.push(self.map.issue(path, message));
+    }
+
+    fn positive(&mut self, path: &str, value: f64) {
+        if !(value.is_finite() && value > 0.0) {
+            self.fail(path, format!("must be a positive number, got {value}"));
+        }
+    }
+
+    fn non_negative(&mut self, path: &str, value: f64) {
+        if !(value.is_finite() && value >= 0.0) {
+            self.fail(path, format!("must be a number ≥ 0, got {value}"));
+        }
+    }
+
+    fn at_least_one(&mut self, path: &str, value: u64) {
+        if value == 0 {
+            self.fail(path, "must be at least 1, got 0");
+        }
+    }
+
+    fn probability_mass(&mut self, path: &str, value: f64) {
+        if !(value > 0.0 && value <= 1.0) {
+            self.fail(path, format!("must be in (0, 1], got {value}"));
+        }
+    }
+
+    /// An option of `owner` set while it does not apply.
+    fn not_here<T>(&mut self, path: &str, value: &Option<T>, why: &str) {
+        if value.is_some() {
+            self.fail(path, format!("not used {why}; remove it"));
+        }
+    }
+}
+
+impl Plan {
+    /// Reads, parses and checks a config file, with command-line `overrides` applied.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, LoadError> {
+        let source = ConfigSource::read(path)
+            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let (mut config, map) = source.parse()?;
+        overrides.apply(&mut config);
+        Ok(Plan::new(&config, &map, &source.path, &source.base_dir())?)
+    }
+
+    /// Checks `config` (whose file text `map` indexes) and builds the plan; relative paths are
+    /// resolved against `base_dir`. All problems are reported together.
+    pub fn new(
+        config: &Config,
+        map: &SourceMap,
+        file: &Path,
+        base_dir: &Path,
+    ) -> Result<Plan, ConfigError> {
+        let mut c = Checker { map, issues: Vec::new() };
+        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+
+        if config.output_dir.as_os_str().is_empty() {
+            c.fail("output_dir", "must not be empty");
+        }
+        let device_ok = matches!(
+            (config.backend, config.device),
+            (Backend::Flex | Backend::Ndarray, DeviceSpec::Cpu)
+                | (Backend::Tch, DeviceSpec::Cpu | DeviceSpec::Cuda(_))
+                | (Backend::Wgpu, DeviceSpec::Gpu(_))
+                | (Backend::Cuda, DeviceSpec::Cuda(_))
+        );
+        if !device_ok {
+            let supported = match config.backend {
+                Backend::Flex | Backend::Ndarray => "cpu",
+                Backend::Tch => "cpu or cuda:N",
+                Backend::Wgpu => "gpu:N",
+                Backend::Cuda => "cuda:N",
+            };
+            c.fail(
+                "device",
+                format!(
+                    "backend `{}` has no device `{}` (it takes {supported})",
+                    config.backend, config.device
+                ),
+            );
+        }
+
+        // Models.
+        let model = &config.model;
+        if model.base.as_os_str().is_empty() {
+            c.fail("model.base", "must not be empty");
+        }
+        if model.policy_init.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            c.fail("model.policy_init", "must not be empty (remove it to start from the base)");
+        }
+        if model.tokenizer.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            c.fail("model.tokenizer", "must not be empty (remove it to use the base's)");
+        }
+        if !(0.0..1.0).contains(&model.dropout) {
+            c.fail("model.dropout", format!("must be in [0, 1), got {}", model.dropout));
+        }
+
+        // Constraints (SEAM: only the names here; tilt-constraints checks the rest).
+        let mut names = Vec::new();
+        let mut seen = HashSet::new();
+        let mut has_moment = false;
+        for (i, spec) in config.constraints.iter().enumerate() {
+            match constraint_name(spec) {
+                Some(name) if !name.is_empty() => {
+                    if !seen.insert(name.to_owned()) {
+                        c.fail(
+                            &format!("constraints[{i}].name"),
+                            format!("duplicate name `{name}`"),
+                        );
+                    }
+                    names.push(name.to_owned());
+                }
+                _ => c.fail(
+                    &format!("constraints[{i}].name"),
+                    "every constraint needs a non-empty string `name`",
+                ),
+            }
+            has_moment |= spec.contains_key("moment");
+        }
+
+        let estimator = check_estimator(&mut c, config);
+        let kind = config.estimator.kind.name();
+
+        // Reward and constraints against the estimator's family.
+        let reward = if estimator.is_distribution_matching() {
+            if config.reward.is_some() {
+                c.fail("reward", format!("only reinforce and kl_control use a reward; estimator.kind is `{kind}` (its target comes from [[constraints]])"));
+            }
+            if config.constraints.is_empty() {
+                c.fail("constraints", format!("estimator `{kind}` needs at least one [[constraints]] table to define its target"));
+            }
+            None
+        } else {
+            let reward = config.reward.clone().unwrap_or(crate::config::RewardConfig {
+                source: RewardSource::Constraints,
+                feature: None,
+                scale: 1.0,
+            });
+            if !(reward.scale.is_finite() && reward.scale != 0.0) {
+                c.fail(
+                    "reward.scale",
+                    format!("must be a finite non-zero number, got {}", reward.scale),
+                );
+            }
+            match (reward.source, reward.feature) {
+                (RewardSource::Constraints, feature) => {
+                    c.not_here("reward.feature", &feature, "with reward.source = \"constraints\"");
+                    if config.constraints.is_empty() {
+                        c.fail("constraints", "reward.source = \"constraints\" needs at least one pointwise [[constraints]] table");
+                    }
+                    Some(Reward::Constraints { scale: reward.scale })
+                }
+                (RewardSource::Feature, Some(feature)) => {
+                    Some(Reward::Feature { feature, scale: reward.scale })
+                }
+                (RewardSource::Feature, None) => {
+                    c.fail("reward.feature", "reward.source = \"feature\" needs a `feature` table");
+                    None
+                }
+            }
+        };
+
+        // Batches.
+        let t = &config.training;
+        c.at_least_one("training.batch_size", t.batch_size);
+        c.at_least_one("training.minibatch_size", t.minibatch_size);
+        c.at_least_one("training.total_samples", t.total_samples);
+        if t.batch_size > 0
+            && t.minibatch_size > 0
+            && !t.batch_size.is_multiple_of(t.minibatch_size)
+        {
+            let path = if map.contains("training.minibatch_size")
+                || !map.contains("training.batch_size")
+            {
+                "training.minibatch_size"
+            } else {
+                "training.batch_size"
+            };
+            c.fail(
+                path,
+                format!(
+                    "training.batch_size ({}) must be a multiple of training.minibatch_size ({})",
+                    t.batch_size, t.minibatch_size
+                ),
+            );
+        }
+        if t.batch_size > 0 && t.total_samples > 0 && t.total_samples < t.batch_size {
+            c.fail(
+                "training.total_samples",
+                format!("{} is less than one batch ({})", t.total_samples, t.batch_size),
+            );
+        }
+        if let Some(norm) = t.max_grad_norm {
+            c.positive("training.max_grad_norm", norm);
+        }
+        let steps = t.total_samples.div_ceil(t.batch_size.max(1));
+        let accumulation_steps = t.batch_size / t.minibatch_size.max(1);
+
+        // Optimizer and schedule.
+        let o = &config.optimizer;
+        c.positive("optimizer.lr", o.lr);
+        for (i, b) in o.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                c.fail("optimizer.betas", format!("β{} must be in [0, 1), got {b}", i + 1));
+            }
+        }
+        c.positive("optimizer.eps", o.eps);
+        let weight_decay = match (o.algorithm, o.weight_decay) {
+            (OptimizerKind::Adam, wd) => {
+                c.not_here(
+                    "optimizer.weight_decay",
+                    &wd,
+                    "by algorithm = \"adam\" (use \"adamw\")",
+                );
+                0.0
+            }
+            (OptimizerKind::Adamw, wd) => {
+                let wd = wd.unwrap_or(0.01);
+                c.non_negative("optimizer.weight_decay", wd);
+                wd
+            }
+        };
+        let s = &config.schedule;
+        if steps > 0 && s.warmup_steps > steps {
+            c.fail(
+                "schedule.warmup_steps",
+                format!(
+                    "{} warm-up steps exceed the run's {steps} optimizer steps",
+                    s.warmup_steps
+                ),
+            );
+        }
+
+        // Sampling.
+        let sp = &config.sampling;
+        c.at_least_one("sampling.new_tokens", u64::from(sp.new_tokens));
+        c.positive("sampling.temperature", sp.temperature);
+        if sp.top_k == Some(0) {
+            c.fail("sampling.top_k", "must be at least 1 (remove it to disable top-k)");
+        }
+        c.probability_mass("sampling.top_p", sp.top_p);
+        if sp.prompt.as_deref() == Some("") {
+            c.fail("sampling.prompt", "must not be empty (remove it to start from end-of-text)");
+        }
+
+        // Proposal.
+        let proposal = if estimator.is_off_policy() {
+            let p = config.proposal.clone().unwrap_or_default();
+            c.at_least_one("proposal.interval", p.interval);
+            if let Some(n) = p.samples {
+                c.at_least_one("proposal.samples", n);
+            }
+            let significance_level = if p.require_significance {
+                if matches!(p.criterion, ProposalCriterion::Interval | ProposalCriterion::Never) {
+                    c.fail(
+                        "proposal.require_significance",
+                        "only applies to criterion = \"kl\" or \"tvd\"",
+                    );
+                }
+                if !(p.significance_level > 0.0 && p.significance_level < 1.0) {
+                    c.fail(
+                        "proposal.significance_level",
+                        format!("must be in (0, 1), got {}", p.significance_level),
+                    );
+                }
+                Some(p.significance_level)
+            } else {
+                if map.contains("proposal.significance_level") {
+                    c.fail(
+                        "proposal.significance_level",
+                        "not used without require_significance = true; remove it",
+                    );
+                }
+                None
+            };
+            Some(Proposal {
+                criterion: p.criterion,
+                interval: p.interval,
+                samples: p.samples.unwrap_or(p.interval.saturating_mul(t.batch_size)),
+                significance_level,
+            })
+        } else {
+            if config.proposal.is_some() {
+                c.fail(
+                    "proposal",
+                    format!(
+                        "estimator `{kind}` samples from π and has no proposal; remove [proposal]"
+                    ),
+                );
+            }
+            None
+        };
+
+        // λ fit.
+        let lf = &config.lambda_fit;
+        c.at_least_one("lambda_fit.samples", lf.samples);
+        c.positive("lambda_fit.tolerance", lf.tolerance);
+        c.at_least_one("lambda_fit.max_iterations", u64::from(lf.max_iterations));
+        let lambda_fit = has_moment.then_some(LambdaFit {
+            samples: lf.samples,
+            tolerance: lf.tolerance,
+            max_iterations: lf.max_iterations,
+        });
+
+        // Evaluation and checkpoints.
+        let e = &config.eval;
+        c.at_least_one("eval.interval", e.interval);
+        c.at_least_one("eval.samples", e.samples);
+        c.at_least_one("eval.proposal_samples", e.proposal_samples);
+        c.probability_mass("eval.top_p", e.top_p);
+        if e.self_bleu_samples < 2 {
+            c.fail(
+                "eval.self_bleu_samples",
+                format!(
+                    "must be at least 2 (each text needs another as reference), got {}",
+                    e.self_bleu_samples
+                ),
+            );
+        }
+        if let Some(k) = e.grad_variance_interval {
+            c.at_least_one("eval.grad_variance_interval", k);
+        }
+        c.at_least_one("checkpoint.interval", config.checkpoint.interval);
+
+        if !c.issues.is_empty() {
+            c.issues.sort_by_key(|i| i.location.map_or((usize::MAX, 0), |l| (l.line, l.column)));
+            return Err(ConfigError { file: file.to_owned(), issues: c.issues });
+        }
+        let base_model = resolve(&model.base);
+        Ok(Plan {
+            config_file: file.to_owned(),
+            config_hash: config.content_hash(),
+            output_dir: resolve(&config.output_dir),
+            seed: config.seed,
+            backend: config.backend,
+            device: config.device,
+            tokenizer: model
+                .tokenizer
+                .as_deref()
+                .map_or_else(|| base_model.join("tokenizer.json"), resolve),
+            base_model,
+            policy_init: model.policy_init.as_deref().map(resolve),
+            dropout: model.dropout,
+            constraints: config.constraints.clone(),
+            constraint_names: names,
+            reward,
+            estimator,
+            total_samples: t.total_samples,
+            steps,
+            batch_size: t.batch_size,
+            minibatch_size: t.minibatch_size,
+            accumulation_steps,
+            max_grad_norm: t.max_grad_norm,
+            optimizer: Optimizer {
+                algorithm: o.algorithm,
+                lr: o.lr,
+                betas: o.betas,
+                eps: o.eps,
+                weight_decay,
+            },
+            schedule: Schedule { kind: s.kind, warmup_steps: s.warmup_steps, total_steps: steps },
+            sampling: Sampling {
+                prompt: sp.prompt.clone(),
+                new_tokens: sp.new_tokens,
+                temperature: sp.temperature,
+                top_k: sp.top_k,
+                top_p: sp.top_p,
+                stop_at_eos: sp.stop_at_eos,
+            },
+            proposal,
+            lambda_fit,
+            eval: e.clone(),
+            checkpoint_interval: config.checkpoint.interval,
+            checkpoint_keep_last: config.checkpoint.keep_last,
+        })
+    }
+
+    /// The samples file, metrics log, plots and checkpoints directory under `output_dir`.
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.output_dir.join("checkpoints")
+    }
+
+    /// The inputs the run reads that do not exist (checked by `tilt check`; the plan itself
+    /// does not touch the file system).
+    pub fn missing_inputs(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut inputs =
+            vec![("model.base", &self.base_model), ("model.tokenizer", &self.tokenizer)];
+        if let Some(p) = &self.policy_init {
+            inputs.push(("model.policy_init", p));
+        }
+        inputs.into_iter().filter(|(_, p)| !p.exists()).map(|(n, p)| (n, p.clone())).collect()
+    }
+}
+
+/// Why [`Plan::load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}", path = .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// Checks `[estimator]`: options of other kinds are errors, values in range, defaults filled.
+fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
+    let e = &config.estimator;
+    let kind = e.kind.name();
+    let dm = !matches!(e.kind, EstimatorKind::Reinforce | EstimatorKind::KlControl);
+    let why = format!("by estimator.kind = \"{kind}\"");
+    // Options owned by other kinds.
+    if !dm {
+        c.not_here("estimator.normalize_by_z", &e.normalize_by_z, &why);
+    }
+    if e.kind != EstimatorKind::Fdpg {
+        c.not_here("estimator.divergence", &e.divergence, &why);
+        c.not_here("estimator.on_policy", &e.on_policy, &why);
+        c.not_here("estimator.baseline_window", &e.baseline_window, &why);
+    }
+    if e.kind != EstimatorKind::KlControl {
+        c.not_here("estimator.beta", &e.beta, &why);
+        c.not_here("estimator.beta_control", &e.beta_control, &why);
+        c.not_here("estimator.kl_target", &e.kl_target, &why);
+        c.not_here("estimator.kl_horizon", &e.kl_horizon, &why);
+        c.not_here("estimator.kl_penalty", &e.kl_penalty, &why);
+        c.not_here("estimator.ppo", &e.ppo, &why);
+        c.not_here("estimator.ppo_clip", &e.ppo_clip, &why);
+        c.not_here("estimator.ppo_epochs", &e.ppo_epochs, &why);
+        c.not_here("estimator.gae_lambda", &e.gae_lambda, &why);
+        c.not_here("estimator.value_coef", &e.value_coef, &why);
+    }
+    if matches!(e.kind, EstimatorKind::KlControl | EstimatorKind::Gdc | EstimatorKind::GdcPp) {
+        c.not_here("estimator.baseline", &e.baseline, &why);
+    }
+    let bad_baseline = |c: &mut Checker<'_>, allowed: &str| {
+        if let Some(b) = e.baseline {
+            let name = toml::Value::try_from(b)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            c.fail(
+                "estimator.baseline",
+                format!("`{name}` is not a baseline of `{kind}`, expected one of {allowed}"),
+            );
+        }
+    };
+    let normalize_by_z = e.normalize_by_z.unwrap_or(false);
+    match e.kind {
+        EstimatorKind::Reinforce => {
+            let baseline = match e.baseline {
+                None | Some(Baseline::None) => ReinforceBaseline::None,
+                Some(Baseline::Mean) => ReinforceBaseline::Mean,
+                Some(Baseline::LeaveOneOut) => ReinforceBaseline::LeaveOneOut,
+                Some(_) => {
+                    bad_baseline(c, "`none`, `mean`, `leave_one_out`");
+                    ReinforceBaseline::None
+                }
+            };
+            Estimator::Reinforce { baseline }
+        }
+        EstimatorKind::KlControl => {
+            let init = e.beta.unwrap_or(0.2);
+            c.positive("estimator.beta", init);
+            let beta = match e.beta_control.unwrap_or(BetaControl::Adaptive) {
+                BetaControl::Fixed => {
+                    let why = "with beta_control = \"fixed\"";
+                    c.not_here("estimator.kl_target", &e.kl_target, why);
+                    c.not_here("estimator.kl_horizon", &e.kl_horizon, why);
+                    Beta::Fixed(init)
+                }
+                BetaControl::Adaptive => {
+                    let target = e.kl_target.unwrap_or(6.0);
+                    let horizon = e.kl_horizon.unwrap_or(10_000);
+                    c.positive("estimator.kl_target", target);
+                    c.at_least_one("estimator.kl_horizon", horizon);
+                    Beta::Adaptive { init, target, horizon }
+                }
+            };
+            let ppo = if e.ppo.unwrap_or(true) {
+                let ppo = Ppo {
+                    clip: e.ppo_clip.unwrap_or(0.2),
+                    epochs: e.ppo_epochs.unwrap_or(1),
+                    gae_lambda: e.gae_lambda.unwrap_or(0.95),
+                    value_coef: e.value_coef.unwrap_or(0.1),
+                };
+                c.positive("estimator.ppo_clip", ppo.clip);
+                c.at_least_one("estimator.ppo_epochs", u64::from(ppo.epochs));
+                if !(0.0..=1.0).contains(&ppo.gae_lambda) {
+                    c.fail(
+                        "estimator.gae_lambda",
+                        format!("must be in [0, 1], got {}", ppo.gae_lambda),
+                    );
+                }
+                c.non_negative("estimator.value_coef", ppo.value_coef);
+                Some(ppo)
+            } else {
+                let why = "with ppo = false";
+                c.not_here("estimator.ppo_clip", &e.ppo_clip, why);
+                c.not_here("estimator.ppo_epochs", &e.ppo_epochs, why);
+                c.not_here("estimator.gae_lambda", &e.gae_lambda, why);
+                c.not_here("estimator.value_coef", &e.value_coef, why);
+                None
+            };
+            Estimator::KlControl { beta, penalty: e.kl_penalty.unwrap_or(KlPenalty::PerToken), ppo }
+        }
+        EstimatorKind::Dpg => {
+            let baseline_z = match e.baseline {
+                None | Some(Baseline::None) => false,
+                Some(Baseline::Z) => true,
+                Some(_) => {
+                    bad_baseline(c, "`none`, `z`");
+                    false
+                }
+            };
+            Estimator::Dpg { baseline_z, normalize_by_z }
+        }
+        EstimatorKind::Gdc => Estimator::Gdc { normalize_by_z },
+        EstimatorKind::GdcPp => Estimator::GdcPp { normalize_by_z },
+        EstimatorKind::Fdpg => {
+            let with_baseline = match e.baseline {
+                None | Some(Baseline::MovingAverage) => true,
+                Some(Baseline::None) => false,
+                Some(_) => {
+                    bad_baseline(c, "`none`, `moving_average`");
+                    true
+                }
+            };
+            let baseline_window = if with_baseline {
+                let w = e.baseline_window.unwrap_or(1024);
+                c.at_least_one("estimator.baseline_window", w);
+                Some(w)
+            } else {
+                c.not_here(
+                    "estimator.baseline_window",
+                    &e.baseline_window,
+                    "with baseline = \"none\"",
+                );
+                None
+            };
+            Estimator::Fdpg {
+                divergence: e.divergence.unwrap_or(FDivergence::Kl),
+                baseline_window,
+                on_policy: e.on_policy.unwrap_or(false),
+                normalize_by_z,
+            }
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = |o: &Option<PathBuf>| {
+            o.as_ref().map_or("(copy of base)".to_owned(), |p| p.display().to_string())
+        };
+        writeln!(
+            f,
+            "config        {} (sha256 {})",
+            self.config_file.display(),
+            &self.config_hash[..12]
+        )?;
+        writeln!(f, "output        {}", self.output_dir.display())?;
+        writeln!(f, "backend       {} on {}; seed {}", self.backend, self.device, self.seed)?;
+        writeln!(f, "base model a  {}", self.base_model.display())?;
+        writeln!(f, "initial π     {}", p(&self.policy_init))?;
+        writeln!(f, "tokenizer     {}", self.tokenizer.display())?;
+        writeln!(f, "dropout       {}", self.dropout)?;
+        writeln!(
+            f,
+            "constraints   {}",
+            if self.constraint_names.is_empty() {
+                "(none)".to_owned()
+            } else {
+                self.constraint_names.join(", ")
+            }
+        )?;
+        if let Some(r) = &self.reward {
+            writeln!(f, "reward        {r:?}")?;
+        }
+        writeln!(f, "estimator     {:?}", self.estimator)?;
+        writeln!(
+            f,
+            "training      {} samples = {} steps of {} ({} × {} accumulated); max grad norm {}",
+            self.total_samples,
+            self.steps,
+            self.batch_size,
+            self.accumulation_steps,
+            self.minibatch_size,
+            self.max_grad_norm.map_or("none".to_owned(), |n| n.to_string())
+        )?;
+        let o = &self.optimizer;
+        writeln!(
+            f,
+            "optimizer     {:?} lr {} betas {:?} eps {} weight decay {}",
+            o.algorithm, o.lr, o.betas, o.eps, o.weight_decay
+        )?;
+        writeln!(
+            f,
+            "schedule      {:?}, {} warm-up steps",
+            self.schedule.kind, self.schedule.warmup_steps
+        )?;
+        let s = &self.sampling;
+        writeln!(
+            f,
+            "sampling      {} new tokens from {}; temperature {} top-k {} top-p {} stop at EOS {}",
+            s.new_tokens,
+            s.prompt.as_deref().map_or("<end-of-text>".to_owned(), |p| format!("{p:?}")),
+            s.temperature,
+            s.top_k.map_or("off".to_owned(), |k| k.to_string()),
+            s.top_p,
+            s.stop_at_eos
+        )?;
+        match &self.proposal {
+            Some(p) => writeln!(
+                f,
+                "proposal      {:?} every {} steps on {} samples{}",
+                p.criterion,
+                p.interval,
+                p.samples,
+                p.significance_level.map_or(String::new(), |a| format!(", significant at {a}"))
+            )?,
+            None => writeln!(f, "proposal      none (on-policy)")?,
+        }
+        match &self.lambda_fit {
+            Some(l) => writeln!(
+                f,
+                "λ fit         {} samples, tolerance {}, ≤ {} iterations",
+                l.samples, l.tolerance, l.max_iterations
+            )?,
+            None => writeln!(f, "λ fit         none (no moment constraints)")?,
+        }
+        let e = &self.eval;
+        writeln!(
+            f,
+            "eval          every {} steps: {} π samples (top-p {}), {} training-sampler samples, Self-BLEU on {} ({:?}), gradient variance {}",
+            e.interval,
+            e.samples,
+            e.top_p,
+            e.proposal_samples,
+            e.self_bleu_samples,
+            e.diversity_tokens,
+            e.grad_variance_interval.map_or("off".to_owned(), |k| format!("every {k} steps"))
+        )?;
+        write!(
+            f,
+            "checkpoints   every {} steps, keep {}",
+            self.checkpoint_interval,
+            if self.checkpoint_keep_last == 0 {
+                "all".to_owned()
+            } else {
+                format!("the last {}", self.checkpoint_keep_last)
+            }
+        )
+    }
+}

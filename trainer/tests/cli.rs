@@ -1,0 +1,86 @@
+//! The `tilt` binary: exit codes and messages.
+
+use std::process::Command;
+
+fn tilt(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tilt")).args(args).output().expect("tilt runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const CONFIG: &str = r#"
+output_dir = "out"
+[model]
+base = "base"
+tokenizer = "base/tokenizer.json"
+[[constraints]]
+name = "amazing"
+pointwise = true
+feature = { kind = "word", word = "amazing" }
+"#;
+
+#[test]
+fn check_prints_the_plan_and_finds_missing_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("run.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    let config = config.to_str().unwrap();
+
+    let (code, out, err) = tilt(&["check", "--config", config]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("estimator     GdcPp"), "{out}");
+    assert!(err.contains("model.base:") && err.contains("does not exist"), "{err}");
+
+    let (code, out, err) = tilt(&["check", "--config", config, "--config-only"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("config OK"), "{out}");
+
+    std::fs::create_dir(tmp.path().join("base")).unwrap();
+    std::fs::write(tmp.path().join("base/tokenizer.json"), "{}").unwrap();
+    let (code, out, err) = tilt(&["check", "--config", config]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let (code, out, err) = tilt(&["train", "--config", config, "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("12500 steps"), "{out}");
+
+    // A device the backend lacks, from the command line.
+    let (code, _, err) = tilt(&["check", "--config", config, "--device", "cuda:0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("device: backend `flex` has no device `cuda:0`"), "{err}");
+}
+
+#[test]
+fn invalid_config_exits_2_with_file_line_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("run.toml");
+    std::fs::write(&config, format!("{CONFIG}[training]\nbatch_size = 500\n")).unwrap();
+    let (code, _, err) = tilt(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(
+            "run.toml:11:1: training.batch_size: training.batch_size (500) must be a multiple"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = tilt(&["check", "--config", "/nonexistent/run.toml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read config /nonexistent/run.toml"), "{err}");
+}
+
+#[test]
+fn unimplemented_commands_say_what_they_need() {
+    let (code, _, err) = tilt(&["sample", "--model", "m"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not implemented yet: it needs tilt-policies"), "{err}");
+    let (code, _, err) = tilt(&["pretrain"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = tilt(&["train", "--bogus"]);
+    assert_eq!(code, 2, "usage errors exit 2");
+    let (code, out, _) = tilt(&["train", "--help"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--resume <DIR>") && out.contains("--backend <BACKEND>"), "{out}");
+}

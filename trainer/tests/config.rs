@@ -1,0 +1,281 @@
+//! Config parsing and plan validation: defaults, a full example, and every bad-config case
+//! errors with the field's path and line.
+
+use std::path::Path;
+
+use tilt_trainer::config::{ConfigSource, OptimizerKind, ProposalCriterion};
+use tilt_trainer::plan::{Beta, Estimator, Plan};
+
+const MINIMAL: &str = r#"
+output_dir = "runs/x"
+[model]
+base = "models/gpt2"
+[[constraints]]
+name = "amazing"
+pointwise = true
+feature = { kind = "word", word = "amazing" }
+"#;
+
+fn source(text: &str) -> ConfigSource {
+    ConfigSource { path: "configs/run.toml".into(), text: text.to_owned() }
+}
+
+fn plan(text: &str) -> Result<Plan, String> {
+    let src = source(text);
+    let (config, map) = src.parse().map_err(|e| e.to_string())?;
+    Plan::new(&config, &map, &src.path, &src.base_dir()).map_err(|e| e.to_string())
+}
+
+/// The error of `text`, which must fail; checks it starts with `file:line:col: path:`.
+#[track_caller]
+fn error(text: &str, path: &str, line: usize) -> String {
+    let e = plan(text).expect_err("config should be rejected");
+    let prefix = format!("configs/run.toml:{line}:");
+    let found = e.lines().any(|l| l.starts_with(&prefix) && l.contains(&format!(": {path}: ")));
+    assert!(found, "expected an error at line {line} naming `{path}`, got:\n{e}");
+    e
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("needle in text") + 1
+}
+
+/// MINIMAL with `extra` appended.
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+#[test]
+fn minimal_config_gets_the_papers_defaults() {
+    let p = plan(MINIMAL).unwrap();
+    assert_eq!(p.seed, 12);
+    assert_eq!(p.base_model, Path::new("configs/models/gpt2"));
+    assert_eq!(p.tokenizer, Path::new("configs/models/gpt2/tokenizer.json"));
+    assert_eq!(p.output_dir, Path::new("configs/runs/x"));
+    assert_eq!(p.policy_init, None);
+    assert_eq!(p.dropout, 0.1);
+    assert_eq!(p.estimator, Estimator::GdcPp { normalize_by_z: false });
+    assert_eq!((p.batch_size, p.minibatch_size, p.accumulation_steps), (512, 32, 16));
+    assert_eq!((p.total_samples, p.steps), (6_400_000, 12_500));
+    assert_eq!(p.max_grad_norm, None);
+    assert_eq!(p.optimizer.algorithm, OptimizerKind::Adam);
+    assert_eq!(p.optimizer.lr, 1.41e-5);
+    assert_eq!(p.schedule.warmup_steps, 100);
+    assert_eq!(p.schedule.factor(0), 0.01);
+    assert_eq!(p.schedule.factor(5000), 1.0);
+    assert_eq!(p.sampling.new_tokens, 40);
+    assert_eq!((p.sampling.top_k, p.sampling.top_p, p.sampling.temperature), (None, 1.0, 1.0));
+    assert!(!p.sampling.stop_at_eos && p.sampling.prompt.is_none());
+    let q = p.proposal.unwrap();
+    assert_eq!((q.criterion, q.interval, q.samples), (ProposalCriterion::Kl, 10, 5120));
+    assert_eq!(p.lambda_fit, None, "no moment constraint, no λ fit");
+    assert_eq!((p.eval.interval, p.eval.samples, p.eval.top_p), (10, 2048, 0.9));
+    assert_eq!(p.eval.self_bleu_samples, 500);
+    assert_eq!(p.checkpoint_interval, 10);
+    assert_eq!(p.constraint_names, ["amazing"]);
+    // The plan prints.
+    let shown = p.to_string();
+    assert!(shown.contains("12500 steps of 512 (16 × 32 accumulated)"), "{shown}");
+}
+
+#[test]
+fn full_example_config_parses() {
+    let text = include_str!("fixtures/full.toml");
+    let p = plan(text).unwrap();
+    assert_eq!(p.seed, 7);
+    assert!(!p.estimator.is_off_policy());
+    match p.estimator {
+        Estimator::KlControl {
+            beta: Beta::Adaptive { init, target, horizon },
+            ppo: Some(ppo),
+            ..
+        } => {
+            assert_eq!((init, target, horizon), (0.1, 5.0, 5000));
+            assert_eq!((ppo.clip, ppo.epochs), (0.3, 2));
+        }
+        other => panic!("unexpected estimator {other:?}"),
+    }
+    assert_eq!(p.optimizer.algorithm, OptimizerKind::Adamw);
+    assert_eq!(p.optimizer.weight_decay, 0.05);
+    assert_eq!((p.batch_size, p.minibatch_size, p.steps), (256, 64, 40));
+    assert_eq!(p.sampling.top_k, Some(50));
+    assert_eq!(p.sampling.prompt.as_deref(), Some("My name is"));
+    assert_eq!(p.eval.grad_variance_interval, Some(25));
+    assert_eq!(p.lambda_fit.unwrap().samples, 2048);
+    assert_eq!(p.constraint_names, ["female", "science"]);
+    assert_eq!(p.policy_init.as_deref(), Some(Path::new("/abs/pi")));
+}
+
+#[test]
+fn every_estimator_kind_parses_with_its_options() {
+    for (kind, opts) in [
+        ("reinforce", "baseline = \"leave_one_out\""),
+        (
+            "kl_control",
+            "beta = 0.05\nbeta_control = \"fixed\"\nkl_penalty = \"sequence\"\nppo = false",
+        ),
+        ("dpg", "baseline = \"z\"\nnormalize_by_z = true"),
+        ("gdc", "normalize_by_z = true"),
+        ("gdc_pp", ""),
+        ("fdpg", "divergence = \"js\"\nbaseline_window = 64\non_policy = true"),
+    ] {
+        let p = plan(&with(&format!("[estimator]\nkind = \"{kind}\"\n{opts}\n")))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(p.proposal.is_some(), matches!(kind, "gdc" | "gdc_pp"), "{kind}");
+    }
+}
+
+#[test]
+fn unknown_field_names_it() {
+    let text = with("[training]\nbatch_size = 64\nminibatch = 32\n");
+    let e = error(&text, "training.minibatch", line_of(&text, "minibatch ="));
+    assert!(e.contains("unknown field `minibatch`"), "{e}");
+    let text = format!("colour = \"blue\"\n{MINIMAL}");
+    error(&text, "colour", 1);
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let text = with("[training]\nbatch_size = \"512\"\n");
+    let e = error(&text, "training.batch_size", line_of(&text, "batch_size ="));
+    assert!(e.contains("invalid type"), "{e}");
+    let text = with("[optimizer]\nbetas = 0.9\n");
+    error(&text, "optimizer.betas", line_of(&text, "betas"));
+}
+
+#[test]
+fn unknown_variant_names_the_field() {
+    let text = with("[estimator]\nkind = \"ppo\"\n");
+    let e = error(&text, "estimator.kind", line_of(&text, "kind = \"ppo\""));
+    assert!(e.contains("unknown variant `ppo`") && e.contains("gdc_pp"), "{e}");
+    let text = with("[schedule]\nkind = \"step\"\n");
+    error(&text, "schedule.kind", line_of(&text, "\"step\""));
+    let text = MINIMAL.replace("output_dir", "backend = \"metal\"\noutput_dir");
+    error(&text, "backend", line_of(&text, "metal"));
+    let text = MINIMAL.replace("output_dir", "device = \"tpu:0\"\noutput_dir");
+    let e = error(&text, "device", line_of(&text, "tpu"));
+    assert!(e.contains("invalid device `tpu:0`"), "{e}");
+}
+
+#[test]
+fn batch_not_multiple_of_minibatch() {
+    let text = with("[training]\nbatch_size = 512\nminibatch_size = 100\n");
+    let e = error(&text, "training.minibatch_size", line_of(&text, "minibatch_size"));
+    assert!(e.contains("multiple"), "{e}");
+    // Only the batch is set: it is the one blamed.
+    let text = with("[training]\nbatch_size = 500\n");
+    error(&text, "training.batch_size", line_of(&text, "batch_size"));
+}
+
+#[test]
+fn non_positive_learning_rate() {
+    for lr in ["0.0", "-1e-5", "nan", "inf"] {
+        let text = with(&format!("[optimizer]\nlr = {lr}\n"));
+        error(&text, "optimizer.lr", line_of(&text, "lr ="));
+    }
+}
+
+#[test]
+fn top_p_outside_unit_interval() {
+    for (section, v) in [("sampling", "0.0"), ("sampling", "1.5"), ("eval", "-0.1")] {
+        let text = with(&format!("[{section}]\ntop_p = {v}\n"));
+        error(&text, &format!("{section}.top_p"), line_of(&text, "top_p"));
+    }
+    let text = with("[sampling]\ntop_k = 0\n");
+    error(&text, "sampling.top_k", line_of(&text, "top_k"));
+}
+
+#[test]
+fn negative_and_zero_sizes() {
+    let text = with("[training]\nbatch_size = -512\n");
+    error(&text, "training.batch_size", line_of(&text, "-512"));
+    let text = with("[eval]\nsamples = -1\n");
+    error(&text, "eval.samples", line_of(&text, "samples = -1"));
+    let text = with("[lambda_fit]\nsamples = 0\n");
+    error(&text, "lambda_fit.samples", line_of(&text, "samples = 0"));
+    let text = with("[sampling]\nnew_tokens = 0\n");
+    error(&text, "sampling.new_tokens", line_of(&text, "new_tokens"));
+}
+
+#[test]
+fn missing_required_paths() {
+    let text = MINIMAL.replace("base = \"models/gpt2\"", "");
+    let e = error(&text, "model.base", line_of(&text, "[model]"));
+    assert!(e.contains("missing field `base`"), "{e}");
+    let text = MINIMAL.replace("output_dir = \"runs/x\"", "");
+    let e = plan(&text).unwrap_err();
+    assert!(e.contains("output_dir") && e.contains("missing field"), "{e}");
+    let text = MINIMAL.replace("models/gpt2", "");
+    error(&text, "model.base", line_of(&text, "base ="));
+}
+
+#[test]
+fn options_of_another_estimator_are_rejected() {
+    let text = with("[estimator]\nkind = \"gdc_pp\"\nbeta = 0.1\n");
+    let e = error(&text, "estimator.beta", line_of(&text, "beta ="));
+    assert!(e.contains("not used by estimator.kind = \"gdc_pp\""), "{e}");
+    let text = with("[estimator]\nkind = \"reinforce\"\nbaseline = \"z\"\n");
+    error(&text, "estimator.baseline", line_of(&text, "baseline"));
+    let text = with("[estimator]\nkind = \"dpg\"\n[proposal]\ninterval = 5\n");
+    error(&text, "proposal", line_of(&text, "[proposal]"));
+    let text = with("[optimizer]\nweight_decay = 0.1\n");
+    error(&text, "optimizer.weight_decay", line_of(&text, "weight_decay"));
+    let text = with("[reward]\nscale = 2.0\n");
+    error(&text, "reward", line_of(&text, "[reward]"));
+}
+
+#[test]
+fn device_must_suit_backend_and_constraints_need_names() {
+    let text = MINIMAL.replace("output_dir", "device = \"cuda:0\"\noutput_dir");
+    let e = error(&text, "device", line_of(&text, "cuda:0"));
+    assert!(e.contains("backend `flex` has no device `cuda:0`"), "{e}");
+    let text = with("[[constraints]]\nname = \"amazing\"\nmoment = 0.5\n");
+    let line = text
+        .lines()
+        .collect::<Vec<_>>()
+        .iter()
+        .rposition(|l| l.contains("name = \"amazing\""))
+        .unwrap()
+        + 1;
+    error(&text, "constraints[1].name", line);
+    let text = MINIMAL.replace("[[constraints]]\nname = \"amazing\"\npointwise = true\nfeature = { kind = \"word\", word = \"amazing\" }\n", "");
+    let e = plan(&text).unwrap_err();
+    assert!(e.contains("constraints: estimator `gdc_pp` needs at least one"), "{e}");
+}
+
+#[test]
+fn all_issues_are_reported_together() {
+    let text = with("[optimizer]\nlr = -1.0\neps = 0.0\n[sampling]\ntemperature = 0.0\n");
+    let e = plan(&text).unwrap_err();
+    assert_eq!(e.lines().filter(|l| l.starts_with("configs/run.toml:")).count(), 3, "{e}");
+}
+
+#[test]
+fn syntax_error_has_a_location() {
+    let e = plan("output_dir = \"x\"\n[model\nbase = 1\n").unwrap_err();
+    assert!(e.starts_with("configs/run.toml:2:"), "{e}");
+}
+
+#[test]
+fn the_documented_example_is_valid_and_all_defaults() {
+    let doc = include_str!("../src/config/mod.rs");
+    let example: String = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| *l != "```toml")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(example.contains("[estimator]"), "{example}");
+    let documented = plan(&example).unwrap();
+    let minimal = plan(&format!(
+        "output_dir = \"runs/amazing-gdcpp\"\n[model]\nbase = \"models/gpt2\"\n{}",
+        &MINIMAL[MINIMAL.find("[[constraints]]").unwrap()..]
+    ))
+    .unwrap();
+    let mut documented = documented;
+    documented.config_hash.clone_from(&minimal.config_hash);
+    assert_eq!(documented, minimal, "the example spells out the defaults");
+}
