@@ -1,0 +1,505 @@
+//! Fitting λ so that the target's moments match: the `MomentFit` builder and its report.
+
+use crate::dual::{Dual, Eval, dot, weights};
+use crate::matrix::{check_finite_slice, check_len, check_log_scores};
+use crate::{Error, Result, RowMatrix};
+
+/// Armijo sufficient-decrease constant of the line search.
+const ARMIJO: f64 = 1e-4;
+/// Halvings of the step before the line search gives up.
+const MAX_HALVINGS: usize = 40;
+/// Upper bound on conjugate-gradient iterations per Newton step (each is one pass).
+const MAX_CG: usize = 500;
+
+/// What [`MomentFit::fit`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitReport {
+    /// The fitted coefficients λ.
+    pub lambda: Vec<f64>,
+    /// Newton iterations taken.
+    pub iterations: usize,
+    /// `max_j |μ̂_j(λ) − μ̄_j|`: the largest moment error left, with μ̂ the SNIS moments.
+    pub residual: f64,
+    /// Kish effective sample size `(Σ w)² / Σ w²` of the weights `a e^{λ·φ} / q` at λ.
+    pub ess: f64,
+    /// Whether `residual <= tolerance`.
+    pub converged: bool,
+}
+
+/// Fits λ so that the self-normalised importance-sampling moments of φ under
+/// `p_λ ∝ a · exp(λ · φ)` equal the targets μ̄ (METHODS §2).
+///
+/// From samples `x_i` of any proposal q, given `log q(x_i)`, `log a(x_i)` and `φ(x_i)`, the
+/// SNIS moments are `μ̂(λ) = Σ w_i φ_i / Σ w_i` with `w_i = a_i e^{λ·φ_i} / q_i`. They equal μ̄
+/// at the minimum of the convex dual
+///
+/// `L(λ) = log Σ_i exp(log a_i − log q_i + λ·φ_i) − λ·μ̄`,
+///
+/// whose gradient is `μ̂ − μ̄` and whose Hessian is the SNIS covariance of φ. The fit is a
+/// damped Newton method with an Armijo backtracking line search. Each Newton system
+/// `(H + δI) p = −∇L` is solved by conjugate gradients preconditioned with the Hessian's
+/// diagonal, using Hessian-vector products (one pass over the samples each, never forming the
+/// d × d Hessian), to a relative accuracy `min(0.5, √‖∇L‖)` (Eisenstat–Walker, which keeps
+/// Newton's fast local convergence). The damping `δ` is tiny and shrinks with the gradient:
+/// it only matters when the Hessian is singular (constant or duplicated features).
+///
+/// `log a` may include pointwise factors (`log a + Σ log b_i`): samples with `-inf` have
+/// weight 0 and are ignored. Before iterating, every target is checked against the range its
+/// feature spans on the samples with positive weight, which catches what makes the dual
+/// unbounded feature by feature; a target that is inside each feature's range but outside the
+/// joint convex hull of the samples' φ vectors shows up as `converged = false`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MomentFit {
+    targets: Vec<f64>,
+    names: Option<Vec<String>>,
+    tolerance: f64,
+    max_iterations: usize,
+    initial_lambda: Option<Vec<f64>>,
+    threads: Option<usize>,
+}
+
+impl MomentFit {
+    /// A fit to the moment targets μ̄ (one per feature), with defaults: tolerance `1e-8` on
+    /// `max |μ̂ − μ̄|`, at most 100 Newton iterations, λ starting at 0, all available threads.
+    pub fn new(targets: Vec<f64>) -> Self {
+        Self {
+            targets,
+            names: None,
+            tolerance: 1e-8,
+            max_iterations: 100,
+            initial_lambda: None,
+            threads: None,
+        }
+    }
+
+    /// Feature names used in error messages (one per feature).
+    pub fn feature_names(mut self, names: Vec<String>) -> Self {
+        self.names = Some(names);
+        self
+    }
+
+    /// Stop when `max_j |μ̂_j − μ̄_j| <= tolerance` (absolute, in the features' units).
+    pub fn tolerance(mut self, tolerance: f64) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Give up (with `converged = false`) after this many Newton iterations.
+    pub fn max_iterations(mut self, max_iterations: usize) -> Self {
+        self.max_iterations = max_iterations;
+        self
+    }
+
+    /// Start from this λ (e.g. the previous fit) instead of 0.
+    pub fn initial_lambda(mut self, lambda: Vec<f64>) -> Self {
+        self.initial_lambda = Some(lambda);
+        self
+    }
+
+    /// Number of threads for the passes over the samples (default: available parallelism).
+    /// Small problems run on one thread whatever this says.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
+    /// The moment targets μ̄.
+    pub fn targets(&self) -> &[f64] {
+        &self.targets
+    }
+
+    /// Fits λ on samples of a proposal q: `log_proposal[i] = log q(x_i)`,
+    /// `log_base[i] = log a(x_i)` (plus pointwise log b; `-inf` allowed) and row i of
+    /// `features` = φ(x_i) (`n × d`, d = number of targets).
+    ///
+    /// Errors: mismatched dimensions; NaN or infinite inputs (naming the sample and feature);
+    /// no sample with positive weight; a target outside the range its feature spans on the
+    /// samples ([`Error::TargetOutOfRange`]), on its edge ([`Error::TargetOnBoundary`]), or a
+    /// binary feature that never fires or never fails while its target is strictly between 0
+    /// and 1 ([`Error::NeverFires`], [`Error::NeverFails`]). Not reaching the tolerance is not
+    /// an error: the report says `converged: false`.
+    pub fn fit(
+        &self,
+        log_proposal: &[f64],
+        log_base: &[f64],
+        features: RowMatrix<'_>,
+    ) -> Result<FitReport> {
+        let d = self.targets.len();
+        self.check_settings()?;
+        let offset = offsets(log_proposal, log_base, features, d)?;
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let started = std::time::Instant::now();
+        let scan = Scan::run(&offset, features, threads)?;
+        log::debug!("MomentFit scanned {} x {d} features in {:?}", offset.len(), started.elapsed());
+        self.check_reachable(&scan, offset.len())?;
+        let lambda = self.initial_lambda.clone().unwrap_or_else(|| vec![0.0; d]);
+        let offset = &offset[..];
+        let dual = Dual { offset, data: features.data(), d, threads };
+        Ok(self.newton(&dual, lambda))
+    }
+
+    fn check_settings(&self) -> Result<()> {
+        let d = self.targets.len();
+        check_finite_slice("targets", &self.targets)?;
+        if let Some(names) = &self.names {
+            check_len("feature_names", d, names.len())?;
+        }
+        if let Some(l) = &self.initial_lambda {
+            check_len("initial_lambda", d, l.len())?;
+            check_finite_slice("initial_lambda", l)?;
+        }
+        if self.tolerance.is_nan() || self.tolerance <= 0.0 {
+            return Err(Error::InvalidParameter {
+                name: "tolerance",
+                value: self.tolerance,
+                reason: "must be positive",
+            });
+        }
+        Ok(())
+    }
+
+    fn name(&self, j: usize) -> String {
+        match &self.names {
+            Some(names) => names[j].clone(),
+            None => format!("phi[{j}]"),
+        }
+    }
+
+    /// Checks every target against the range of its feature on the positive-weight samples.
+    fn check_reachable(&self, scan: &Scan, n_samples: usize) -> Result<()> {
+        let (min, max, binary, n_active) = (&scan.min, &scan.max, &scan.binary, scan.n_active);
+        if n_active == 0 {
+            return Err(Error::NoSupport { what: "MomentFit", n_samples });
+        }
+        for (j, &target) in self.targets.iter().enumerate() {
+            let (lo, hi) = (min[j], max[j]);
+            let inside = target > 0.0 && target < 1.0;
+            if binary[j] && inside && hi == 0.0 {
+                return Err(Error::NeverFires {
+                    feature: j,
+                    name: self.name(j),
+                    target,
+                    n_samples: n_active,
+                });
+            }
+            if binary[j] && inside && lo == 1.0 {
+                return Err(Error::NeverFails {
+                    feature: j,
+                    name: self.name(j),
+                    target,
+                    n_samples: n_active,
+                });
+            }
+            if target < lo || target > hi {
+                return Err(Error::TargetOutOfRange {
+                    feature: j,
+                    name: self.name(j),
+                    target,
+                    min: lo,
+                    max: hi,
+                    n_samples: n_active,
+                });
+            }
+            if lo < hi && (target == lo || target == hi) {
+                return Err(Error::TargetOnBoundary {
+                    feature: j,
+                    name: self.name(j),
+                    target,
+                    min: lo,
+                    max: hi,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn gradient(&self, eval: &Eval) -> Vec<f64> {
+        eval.mean.iter().zip(&self.targets).map(|(m, t)| m - t).collect()
+    }
+
+    fn loss(&self, eval: &Eval, lambda: &[f64]) -> f64 {
+        eval.log_norm - dot(lambda, &self.targets)
+    }
+
+    fn newton(&self, dual: &Dual<'_>, mut lambda: Vec<f64>) -> FitReport {
+        let d = lambda.len();
+        let mut eval = dual.eval(&lambda);
+        let mut iterations = 0;
+        loop {
+            let grad = self.gradient(&eval);
+            let residual = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+            if residual <= self.tolerance || iterations >= self.max_iterations || d == 0 {
+                let converged = residual <= self.tolerance;
+                if !converged {
+                    log::warn!(
+                        "MomentFit stopped after {iterations} iterations with max |mu_hat - \
+                         mu_bar| = {residual:e} (tolerance {:e}); ESS {:.1}",
+                        self.tolerance,
+                        eval.ess
+                    );
+                }
+                return FitReport { lambda, iterations, residual, ess: eval.ess, converged };
+            }
+            iterations += 1;
+            let (step, products) = newton_direction(dual, &eval, &grad);
+            let loss = self.loss(&eval, &lambda);
+            let slope = dot(&grad, &step);
+            let grad_norm = dot(&grad, &grad).sqrt();
+            let mut alpha = 1.0;
+            let mut accepted = None;
+            let mut trials = 0;
+            for _ in 0..MAX_HALVINGS {
+                trials += 1;
+                let trial: Vec<f64> =
+                    lambda.iter().zip(&step).map(|(l, p)| l + alpha * p).collect();
+                let trial_eval = dual.eval(&trial);
+                let trial_loss = self.loss(&trial_eval, &trial);
+                let sufficient = trial_loss <= loss + ARMIJO * alpha * slope;
+                // Near the optimum the loss changes by less than its rounding error: accept a
+                // step that does not increase it beyond rounding and shrinks the gradient.
+                let flat = (trial_loss - loss).abs() <= 1e-12 * (1.0 + loss.abs()) && {
+                    let g = self.gradient(&trial_eval);
+                    dot(&g, &g).sqrt() < grad_norm
+                };
+                if sufficient || flat {
+                    accepted = Some((trial, trial_eval));
+                    break;
+                }
+                alpha *= 0.5;
+            }
+            log::debug!(
+                "MomentFit iteration {iterations}: residual {residual:e}, {products} \
+                 Hessian-vector products, {trials} line-search evaluations, step {alpha}"
+            );
+            match accepted {
+                Some((l, e)) => {
+                    lambda = l;
+                    eval = e;
+                }
+                None => {
+                    log::warn!(
+                        "MomentFit line search failed at iteration {iterations} with max \
+                         |mu_hat - mu_bar| = {residual:e}: the targets may lie outside the \
+                         convex hull of the sampled features"
+                    );
+                    return FitReport {
+                        lambda,
+                        iterations,
+                        residual,
+                        ess: eval.ess,
+                        converged: false,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Solves `(H + δI) p = −g` by Jacobi-preconditioned conjugate gradients with Hessian-vector
+/// products, to relative residual `min(0.5, √‖g‖)`.
+fn newton_direction(dual: &Dual<'_>, eval: &Eval, grad: &[f64]) -> (Vec<f64>, usize) {
+    let d = grad.len();
+    let g_norm = dot(grad, grad).sqrt();
+    let g_inf = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    let scale = (eval.var.iter().sum::<f64>() / d as f64).max(f64::MIN_POSITIVE);
+    let damping = scale * (1e-10 + 1e-3 * g_inf.min(1.0));
+    let precond: Vec<f64> = eval.var.iter().map(|v| 1.0 / (v + damping)).collect();
+    let forcing = 0.5f64.min(g_norm.sqrt());
+    let weights = weights(eval);
+
+    let mut x = vec![0.0; d];
+    let mut r: Vec<f64> = grad.iter().map(|g| -g).collect();
+    let mut z: Vec<f64> = r.iter().zip(&precond).map(|(r, m)| r * m).collect();
+    let mut p = z.clone();
+    let mut rz = dot(&r, &z);
+    let max_cg = (2 * d + 10).min(MAX_CG);
+    let mut products = 0;
+    for _ in 0..max_cg {
+        products += 1;
+        let mut hp = dual.hvp(&weights, &eval.mean, &p);
+        hp.iter_mut().zip(&p).for_each(|(h, p)| *h += damping * p);
+        let php = dot(&p, &hp);
+        if php.is_nan() || php <= 0.0 {
+            break;
+        }
+        let alpha = rz / php;
+        x.iter_mut().zip(&p).for_each(|(x, p)| *x += alpha * p);
+        r.iter_mut().zip(&hp).for_each(|(r, h)| *r -= alpha * h);
+        if dot(&r, &r).sqrt() <= forcing * g_norm {
+            break;
+        }
+        z = r.iter().zip(&precond).map(|(r, m)| r * m).collect();
+        let rz_next = dot(&r, &z);
+        let beta = rz_next / rz;
+        rz = rz_next;
+        p.iter_mut().zip(&z).for_each(|(p, z)| *p = z + beta * *p);
+    }
+    if x.iter().all(|v| *v == 0.0) {
+        // No progress (e.g. zero curvature): a preconditioned gradient step.
+        return (grad.iter().zip(&precond).map(|(g, m)| -g * m).collect(), products);
+    }
+    (x, products)
+}
+
+/// One (threaded) pass over the features before fitting: finiteness, each feature's range and
+/// whether it is binary on the positive-weight samples.
+#[derive(Debug)]
+struct Scan {
+    min: Vec<f64>,
+    max: Vec<f64>,
+    binary: Vec<bool>,
+    n_active: usize,
+}
+
+/// What one thread's share of the scan found.
+#[derive(Debug)]
+struct ScanPart {
+    min: Vec<f64>,
+    max: Vec<f64>,
+    binary: Vec<bool>,
+    n_active: usize,
+    first_bad: Option<(usize, usize, f64)>,
+}
+
+impl Scan {
+    fn run(offset: &[f64], features: RowMatrix<'_>, threads: usize) -> Result<Self> {
+        let d = features.cols();
+        let data = features.data();
+        let work = |range: std::ops::Range<usize>, _: &mut [f64]| {
+            let mut part = ScanPart {
+                min: vec![f64::INFINITY; d],
+                max: vec![f64::NEG_INFINITY; d],
+                binary: vec![true; d],
+                n_active: 0,
+                first_bad: None,
+            };
+            for i in range {
+                let row = &data[i * d..(i + 1) * d];
+                if !row.iter().fold(true, |ok, v| ok & v.is_finite()) {
+                    let j = row.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                    part.first_bad = Some((i, j, row[j]));
+                    return part;
+                }
+                if offset[i] == f64::NEG_INFINITY {
+                    continue;
+                }
+                part.n_active += 1;
+                // Separate simple loops: each one vectorises.
+                for (lo, &v) in part.min.iter_mut().zip(row) {
+                    *lo = if v < *lo { v } else { *lo };
+                }
+                for (hi, &v) in part.max.iter_mut().zip(row) {
+                    *hi = if v > *hi { v } else { *hi };
+                }
+                for (b, &v) in part.binary.iter_mut().zip(row) {
+                    *b &= (v == 0.0) | (v == 1.0);
+                }
+            }
+            part
+        };
+        let parts = crate::dual::par_rows(offset.len(), d, threads, &mut [], 0, &work);
+        let mut scan = Self {
+            min: vec![f64::INFINITY; d],
+            max: vec![f64::NEG_INFINITY; d],
+            binary: vec![true; d],
+            n_active: 0,
+        };
+        for part in parts {
+            if let Some((sample, feature, value)) = part.first_bad {
+                return Err(Error::NonFinite {
+                    what: "features",
+                    sample,
+                    feature: Some(feature),
+                    value,
+                });
+            }
+            for j in 0..d {
+                scan.min[j] = scan.min[j].min(part.min[j]);
+                scan.max[j] = scan.max[j].max(part.max[j]);
+                scan.binary[j] &= part.binary[j];
+            }
+            scan.n_active += part.n_active;
+        }
+        Ok(scan)
+    }
+}
+
+/// Validates the inputs of a fit (all but the feature values) and returns `log a_i − log q_i`.
+fn offsets(
+    log_proposal: &[f64],
+    log_base: &[f64],
+    features: RowMatrix<'_>,
+    d: usize,
+) -> Result<Vec<f64>> {
+    let n = log_proposal.len();
+    check_len("log_base", n, log_base.len())?;
+    check_len("features rows", n, features.rows())?;
+    check_len("features columns (one per target)", d, features.cols())?;
+    check_finite_slice("log_proposal", log_proposal)?;
+    check_log_scores("log_base", log_base)?;
+    Ok(log_base.iter().zip(log_proposal).map(|(a, q)| a - q).collect())
+}
+
+/// The SNIS moments `Σ w_i φ_i / Σ w_i`, `w_i = a_i e^{λ·φ_i} / q_i`, of the features under
+/// `p_λ ∝ a e^{λ·φ}` estimated from samples of q (the quantity [`MomentFit`] matches).
+///
+/// Fails on the same malformed inputs as [`MomentFit::fit`], or when every weight is zero.
+pub fn snis_moments(
+    lambda: &[f64],
+    log_proposal: &[f64],
+    log_base: &[f64],
+    features: RowMatrix<'_>,
+) -> Result<Vec<f64>> {
+    check_finite_slice("lambda", lambda)?;
+    let offset = offsets(log_proposal, log_base, features, lambda.len())?;
+    features.check_finite("features")?;
+    let dual = Dual { offset: &offset, data: features.data(), d: lambda.len(), threads: 1 };
+    let eval = dual.eval(lambda);
+    if eval.log_norm == f64::NEG_INFINITY {
+        return Err(Error::NoSupport { what: "snis_moments", n_samples: offset.len() });
+    }
+    Ok(eval.mean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn two_point_problem_has_closed_form() {
+        // Samples φ = 0 and φ = 1 with equal weight: μ̂(λ) = σ(λ), so λ = logit(μ̄).
+        let f = [0.0, 1.0];
+        let m = RowMatrix::new(&f, 2, 1).unwrap();
+        let report = MomentFit::new(vec![0.8]).fit(&[0.0, 0.0], &[0.0, 0.0], m).unwrap();
+        assert!(report.converged);
+        assert_relative_eq!(report.lambda[0], (0.8f64 / 0.2).ln(), epsilon = 1e-7);
+        assert!(report.residual <= 1e-8);
+        assert!(report.iterations < 10);
+    }
+
+    #[test]
+    fn constant_and_duplicate_features_are_regularised() {
+        // Feature 1 is constant at its target; features 0 and 2 are identical.
+        let rows = [[0.0, 3.0, 0.0], [1.0, 3.0, 1.0], [1.0, 3.0, 1.0], [0.0, 3.0, 0.0]];
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        let m = RowMatrix::new(&flat, 4, 3).unwrap();
+        let report = MomentFit::new(vec![0.3, 3.0, 0.3]).fit(&[0.0; 4], &[0.0; 4], m).unwrap();
+        assert!(report.converged, "{report:?}");
+        assert_relative_eq!(report.lambda[1], 0.0, epsilon = 1e-6);
+        assert_relative_eq!(report.lambda[0], report.lambda[2], epsilon = 1e-9);
+        let mu = snis_moments(&report.lambda, &[0.0; 4], &[0.0; 4], m).unwrap();
+        assert_relative_eq!(mu[0], 0.3, epsilon = 1e-8);
+    }
+
+    #[test]
+    fn jointly_infeasible_targets_do_not_converge() {
+        // Features always equal, targets differ: each target is in range, the pair is not.
+        let flat = [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0];
+        let m = RowMatrix::new(&flat, 4, 2).unwrap();
+        let report = MomentFit::new(vec![0.2, 0.7]).max_iterations(30).fit(&[0.0; 4], &[0.0; 4], m);
+        assert!(!report.unwrap().converged);
+    }
+}
