@@ -9,3 +9,4 @@ pub mod config;
 pub mod metrics;
 pub mod plan;
 pub mod pretrain;
+pub mod report;

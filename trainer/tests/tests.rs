@@ -4,3 +4,4 @@ mod bleu;
 mod checkpoint;
 mod cli;
 mod config;
+mod report;
