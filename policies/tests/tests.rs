@@ -1,0 +1,6 @@
+//! Integration tests of tilt-policies (one binary).
+
+mod checkpoint;
+mod common;
+mod parity;
+mod tokenizer;
