@@ -90,6 +90,36 @@ impl Gpt2Config {
             .with_eos_token_id(0)
     }
 
+    /// The same config with another vocabulary size.
+    pub fn with_vocab_size(mut self, vocab_size: usize) -> Self {
+        self.vocab_size = vocab_size;
+        self
+    }
+
+    /// The same config with another context length.
+    pub fn with_n_positions(mut self, n_positions: usize) -> Self {
+        self.n_positions = n_positions;
+        self
+    }
+
+    /// The same config with another width.
+    pub fn with_n_embd(mut self, n_embd: usize) -> Self {
+        self.n_embd = n_embd;
+        self
+    }
+
+    /// The same config with another number of blocks.
+    pub fn with_n_layer(mut self, n_layer: usize) -> Self {
+        self.n_layer = n_layer;
+        self
+    }
+
+    /// The same config with another number of heads.
+    pub fn with_n_head(mut self, n_head: usize) -> Self {
+        self.n_head = n_head;
+        self
+    }
+
     /// The same config with all three dropout probabilities set to `p`.
     pub fn with_dropout(self, p: f64) -> Self {
         self.with_resid_pdrop(p).with_embd_pdrop(p).with_attn_pdrop(p)

@@ -4,6 +4,10 @@
 //! - [`Gpt2Config`] / [`Gpt2`]: GPT-2 in burn, generic over the backend, with the tied LM head.
 //! - [`KvCache`]: keys/values allocated once per batch, written in place while decoding.
 //! - [`SequenceBatch`] and [`Gpt2::log_prob`]: exact, differentiable sequence log-probs.
+//! - [`Gpt2::sample`] ([`SamplingConfig`], [`Warper`], [`Samples`]): the one batched, seeded,
+//!   KV-cached sampler, returning log-probs under both the warped and the unmodified model.
+//! - [`checkpoint`]: Hugging Face directories in and out; [`Gpt2Tokenizer`]: GPT-2's BPE.
+//! - [`Policy`]: the trait the estimators use.
 //!
 //! # Example
 //! ```
@@ -27,13 +31,19 @@ pub mod checkpoint;
 mod config;
 mod error;
 mod model;
+mod policy;
+mod sampler;
 mod scoring;
 mod tokenizer;
+mod warp;
 
 pub use attention::Attention;
 pub use cache::KvCache;
 pub use config::Gpt2Config;
 pub use error::{Error, Result};
 pub use model::{Block, Gpt2, Mlp};
+pub use policy::Policy;
+pub use sampler::{Samples, SamplingConfig, StopMode};
 pub use scoring::SequenceBatch;
 pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
+pub use warp::Warper;

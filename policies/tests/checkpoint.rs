@@ -36,6 +36,10 @@ fn fixture_round_trips_through_save() {
     model.save_hf_dir(dir.path()).unwrap();
     let loaded = checkpoint::load_hf_dir::<B>(dir.path(), &device).unwrap();
     assert_eq!(model.named_tensors(), loaded.named_tensors());
+    // Also leave a copy where make_gpt2_fixture.py --check-saved can load it with
+    // GPT2LMHeadModel.from_pretrained (by hand; CI has no Python).
+    let keep = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("saved-tiny-gpt2");
+    loaded.save_hf_dir(&keep).unwrap();
 }
 
 /// Rewrites the fixture's safetensors with `edit` applied to its tensor list.

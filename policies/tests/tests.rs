@@ -3,4 +3,5 @@
 mod checkpoint;
 mod common;
 mod parity;
+mod sampling;
 mod tokenizer;
