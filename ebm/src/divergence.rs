@@ -1,5 +1,7 @@
 //! Divergences between the normalised target p = P/Z and a model m, estimated from samples,
-//! each with a standard error (METHODS §5).
+//! each with a standard error (METHODS §5; the importance-sampling estimators of Korbak et
+//! al., "On Reinforcement Learning and Distribution Matching for Fine-Tuning Language Models
+//! with no Catastrophic Forgetting", NeurIPS 2022, with standard errors added).
 //!
 //! All but [`kl_model_base`] use samples `x_i ~ q` of a proposal and importance weights
 //! `ŵ_i = P(x_i) / (Z q(x_i))`, with `E_q[ŵ] = 1`. Z is given by [`LogZ`]:

@@ -32,6 +32,52 @@ pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// Dot products of four rows with `v` at once: `v` is loaded once for the four rows, which
+/// nearly halves the loads per multiply-add against four separate [`dot`]s.
+#[inline]
+fn dot4(rows: [&[f64]; 4], v: &[f64]) -> [f64; 4] {
+    let (vc, vt) = v.as_chunks::<4>();
+    let (c0, t0) = rows[0].as_chunks::<4>();
+    let (c1, t1) = rows[1].as_chunks::<4>();
+    let (c2, t2) = rows[2].as_chunks::<4>();
+    let (c3, t3) = rows[3].as_chunks::<4>();
+    let mut acc = [[0.0f64; 4]; 4];
+    for ((((x0, x1), x2), x3), y) in c0.iter().zip(c1).zip(c2).zip(c3).zip(vc) {
+        for l in 0..4 {
+            acc[0][l] += x0[l] * y[l];
+            acc[1][l] += x1[l] * y[l];
+            acc[2][l] += x2[l] * y[l];
+            acc[3][l] += x3[l] * y[l];
+        }
+    }
+    let tails = [t0, t1, t2, t3];
+    let mut out = [0.0; 4];
+    for ((o, a), t) in out.iter_mut().zip(&acc).zip(tails) {
+        let tail: f64 = t.iter().zip(vt).map(|(x, y)| x * y).sum();
+        *o = (a[0] + a[2]) + (a[1] + a[3]) + tail;
+    }
+    out
+}
+
+/// `y += Σ_k a_k · x_k` over four rows at once.
+#[inline]
+fn axpy4(y: &mut [f64], a: [f64; 4], x: [&[f64]; 4]) {
+    for ((((y, x0), x1), x2), x3) in y.iter_mut().zip(x[0]).zip(x[1]).zip(x[2]).zip(x[3]) {
+        *y += (a[0] * x0 + a[1] * x1) + (a[2] * x2 + a[3] * x3);
+    }
+}
+
+/// `s1 += Σ_k e_k x_k` and `s2 += Σ_k e_k x_k²` over four rows at once.
+#[inline]
+fn moments4(s1: &mut [f64], s2: &mut [f64], e: [f64; 4], x: [&[f64]; 4]) {
+    let rows = x[0].iter().zip(x[1]).zip(x[2]).zip(x[3]);
+    for ((a1, a2), (((x0, x1), x2), x3)) in s1.iter_mut().zip(s2.iter_mut()).zip(rows) {
+        let (y0, y1, y2, y3) = (e[0] * x0, e[1] * x1, e[2] * x2, e[3] * x3);
+        *a1 += (y0 + y1) + (y2 + y3);
+        *a2 += (y0 * x0 + y1 * x1) + (y2 * x2 + y3 * x3);
+    }
+}
+
 /// `y += a · x`.
 #[inline]
 fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
@@ -174,6 +220,7 @@ impl Dual<'_> {
         let d = self.d();
         let data = self.data;
         let mut scores = vec![f64::NEG_INFINITY; self.n()];
+        let row = |i: usize| &data[i * d..(i + 1) * d];
         let work = |range: std::ops::Range<usize>, s_out: &mut [f64]| {
             let mut p = Partial::new(d);
             let base = range.start;
@@ -181,33 +228,53 @@ impl Dual<'_> {
             while start < range.end {
                 let end = (start + BLOCK).min(range.end);
                 let mut block_max = f64::NEG_INFINITY;
-                for i in start..end {
-                    let o = self.offset[i];
-                    let s = if o == f64::NEG_INFINITY {
-                        o
+                let mut i = start;
+                while i < end {
+                    let group = (end - i).min(4);
+                    let dots = if group == 4 {
+                        dot4(std::array::from_fn(|k| row(i + k)), lambda)
                     } else {
-                        o + dot(&data[i * d..(i + 1) * d], lambda)
+                        std::array::from_fn(
+                            |k| if k < group { dot(row(i + k), lambda) } else { 0.0 },
+                        )
                     };
-                    s_out[i - base] = s;
-                    block_max = block_max.max(s);
+                    for (k, dk) in dots.iter().enumerate().take(group) {
+                        let o = self.offset[i + k];
+                        let s = if o == f64::NEG_INFINITY { o } else { o + dk };
+                        s_out[i + k - base] = s;
+                        block_max = block_max.max(s);
+                    }
+                    i += group;
                 }
                 if block_max > p.max {
                     p.rescale(block_max);
                 }
                 if block_max > f64::NEG_INFINITY {
-                    for i in start..end {
-                        let e = (s_out[i - base] - p.max).exp();
-                        if e == 0.0 {
-                            continue;
+                    let mut i = start;
+                    while i < end {
+                        let group = (end - i).min(4);
+                        let e: [f64; 4] = std::array::from_fn(|k| {
+                            if k < group { (s_out[i + k - base] - p.max).exp() } else { 0.0 }
+                        });
+                        p.s0 += e.iter().sum::<f64>();
+                        p.s00 += e.iter().map(|e| e * e).sum::<f64>();
+                        if group == 4 {
+                            moments4(&mut p.s1, &mut p.s2, e, std::array::from_fn(|k| row(i + k)));
+                        } else {
+                            for (k, &ek) in e.iter().enumerate().take(group) {
+                                if ek == 0.0 {
+                                    continue;
+                                }
+                                for ((a1, a2), &f) in
+                                    p.s1.iter_mut().zip(p.s2.iter_mut()).zip(row(i + k))
+                                {
+                                    let ef = ek * f;
+                                    *a1 += ef;
+                                    *a2 += ef * f;
+                                }
+                            }
                         }
-                        p.s0 += e;
-                        p.s00 += e * e;
-                        let row = &data[i * d..(i + 1) * d];
-                        for ((a1, a2), &f) in p.s1.iter_mut().zip(p.s2.iter_mut()).zip(row) {
-                            let ef = e * f;
-                            *a1 += ef;
-                            *a2 += ef * f;
-                        }
+                        i += group;
                     }
                 }
                 start = end;
@@ -249,14 +316,23 @@ impl Dual<'_> {
         let work = |range: std::ops::Range<usize>, _: &mut [f64]| {
             let mut acc = vec![0.0; d];
             let mut sum_u = 0.0;
-            for i in range {
-                if w[i] == 0.0 {
+            let row = |i: usize| &data[i * d..(i + 1) * d];
+            let mut i = range.start;
+            while i + 4 <= range.end {
+                let rows: [&[f64]; 4] = std::array::from_fn(|k| row(i + k));
+                let dots = dot4(rows, v);
+                let u: [f64; 4] = std::array::from_fn(|k| w[i + k] * (dots[k] - shift));
+                sum_u += u.iter().sum::<f64>();
+                axpy4(&mut acc, u, rows);
+                i += 4;
+            }
+            for (k, &wk) in w[i..range.end].iter().enumerate() {
+                if wk == 0.0 {
                     continue;
                 }
-                let row = &data[i * d..(i + 1) * d];
-                let u = w[i] * (dot(row, v) - shift);
+                let u = wk * (dot(row(i + k), v) - shift);
                 sum_u += u;
-                axpy(&mut acc, u, row);
+                axpy(&mut acc, u, row(i + k));
             }
             (acc, sum_u)
         };
@@ -287,6 +363,12 @@ mod tests {
             let b: Vec<f64> = (0..n).map(|i| 1.0 / (1.0 + i as f64)).collect();
             let naive: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert_relative_eq!(dot(&a, &b), naive, epsilon = 1e-12);
+            let rows: Vec<Vec<f64>> =
+                (0..4).map(|k| a.iter().map(|x| x * (k as f64 + 1.0)).collect()).collect();
+            let four = dot4(std::array::from_fn(|k| &rows[k][..]), &b);
+            for (k, got) in four.iter().enumerate() {
+                assert_relative_eq!(*got, naive * (k as f64 + 1.0), epsilon = 1e-12);
+            }
         }
     }
 

@@ -27,7 +27,9 @@ pub struct FitReport {
 }
 
 /// Fits λ so that the self-normalised importance-sampling moments of φ under
-/// `p_λ ∝ a · exp(λ · φ)` equal the targets μ̄ (METHODS §2).
+/// `p_λ ∝ a · exp(λ · φ)` equal the targets μ̄ (METHODS §2; the exponential-family target of
+/// Khalifa, Elsahar and Dymetman, "A Distributional Approach to Controlled Text Generation",
+/// ICLR 2021, whose code and disco fit λ by fixed-step gradient descent instead).
 ///
 /// From samples `x_i` of any proposal q, given `log q(x_i)`, `log a(x_i)` and `φ(x_i)`, the
 /// SNIS moments are `μ̂(λ) = Σ w_i φ_i / Σ w_i` with `w_i = a_i e^{λ·φ_i} / q_i`. They equal μ̄
@@ -40,14 +42,22 @@ pub struct FitReport {
 /// `(H + δI) p = −∇L` is solved by conjugate gradients preconditioned with the Hessian's
 /// diagonal, using Hessian-vector products (one pass over the samples each, never forming the
 /// d × d Hessian), to a relative accuracy `min(0.5, √‖∇L‖)` (Eisenstat–Walker, which keeps
-/// Newton's fast local convergence). The damping `δ` is tiny and shrinks with the gradient:
-/// it only matters when the Hessian is singular (constant or duplicated features).
+/// Newton's fast local convergence), relaxed on the last step to what the tolerance needs.
+/// The damping `δ` is tiny and shrinks with the gradient: it only matters when the Hessian is
+/// singular (constant or duplicated features).
 ///
 /// `log a` may include pointwise factors (`log a + Σ log b_i`): samples with `-inf` have
 /// weight 0 and are ignored. Before iterating, every target is checked against the range its
 /// feature spans on the samples with positive weight, which catches what makes the dual
 /// unbounded feature by feature; a target that is inside each feature's range but outside the
 /// joint convex hull of the samples' φ vectors shows up as `converged = false`.
+///
+/// # Cost
+/// One validation pass, then per Newton iteration one value-and-gradient pass per line-search
+/// trial (usually one) and one pass per conjugate-gradient step, each O(n·d) over the
+/// row-major matrix, split over threads (`std::thread::scope`). No d × d matrix is formed, so
+/// memory is O(n + d) beyond the input. On a binary 100,000 × 1,000 problem a fit from λ = 0
+/// to 1e-8 takes about 20 passes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MomentFit {
     targets: Vec<f64>,
@@ -243,7 +253,7 @@ impl MomentFit {
                 return FitReport { lambda, iterations, residual, ess: eval.ess, converged };
             }
             iterations += 1;
-            let (step, products) = newton_direction(dual, &eval, &grad);
+            let (step, products) = newton_direction(dual, &eval, &grad, self.tolerance);
             let loss = self.loss(&eval, &lambda);
             let slope = dot(&grad, &step);
             let grad_norm = dot(&grad, &grad).sqrt();
@@ -298,15 +308,22 @@ impl MomentFit {
 }
 
 /// Solves `(H + δI) p = −g` by Jacobi-preconditioned conjugate gradients with Hessian-vector
-/// products, to relative residual `min(0.5, √‖g‖)`.
-fn newton_direction(dual: &Dual<'_>, eval: &Eval, grad: &[f64]) -> (Vec<f64>, usize) {
+/// products, to relative residual `min(0.5, max(√‖g‖, tolerance / (4‖g‖)))`.
+fn newton_direction(
+    dual: &Dual<'_>,
+    eval: &Eval,
+    grad: &[f64],
+    tolerance: f64,
+) -> (Vec<f64>, usize) {
     let d = grad.len();
     let g_norm = dot(grad, grad).sqrt();
     let g_inf = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
     let scale = (eval.var.iter().sum::<f64>() / d as f64).max(f64::MIN_POSITIVE);
     let damping = scale * (1e-10 + 1e-3 * g_inf.min(1.0));
     let precond: Vec<f64> = eval.var.iter().map(|v| 1.0 / (v + damping)).collect();
-    let forcing = 0.5f64.min(g_norm.sqrt());
+    // Eisenstat–Walker forcing √‖g‖, but no tighter than needed to bring the linear model's
+    // residual to a quarter of the tolerance: the last step is not over-solved.
+    let forcing = 0.5f64.min(g_norm.sqrt().max(0.25 * tolerance / g_norm));
     let weights = weights(eval);
 
     let mut x = vec![0.0; d];
