@@ -1,0 +1,174 @@
+//! Bad input: clear errors, or skipped and counted samples; never a NaN loss.
+
+use burn::tensor::Tensor;
+use tilt_estimators::{
+    Cdpg, ChiSquare, Dpg, Error, Estimator, FDpg, ForwardKl, InvalidSamples, JensenShannon,
+    KlControl, Reinforce, ReverseKl, RewardBaseline, ScoredBatch, TotalVariation,
+};
+
+use crate::common::*;
+
+const NEG_INF: f64 = f64::NEG_INFINITY;
+
+fn batch(log_pi: &[f64]) -> ScoredBatch<I> {
+    ScoredBatch::new(host_constant(log_pi)).unwrap()
+}
+
+fn dm(log_target: Vec<f64>) -> ScoredBatch<I> {
+    batch(&[-1.0, -2.0, -1.5])
+        .with_log_q(vec![-1.2, -1.8, -1.0])
+        .unwrap()
+        .with_log_target(log_target)
+        .unwrap()
+        .with_log_z(-0.5)
+}
+
+fn loss_value(out: &tilt_estimators::EstimatorOutput<I>) -> f64 {
+    out.loss.clone().into_data().iter::<f64>().next().unwrap()
+}
+
+#[test]
+fn zero_target_is_legal_and_gives_finite_advantages() {
+    let bt = dm(vec![-1.0, NEG_INF, -2.0]);
+    let ests: Vec<Box<dyn Estimator<I>>> = vec![
+        Box::new(Dpg::on_policy()),
+        Box::new(Dpg::gdc()),
+        Box::new(Dpg::gdc_plus_plus()),
+        Box::new(Dpg::on_policy_baseline().normalized()),
+        Box::new(FDpg::new(ForwardKl).off_policy()),
+        Box::new(FDpg::new(JensenShannon)),
+        Box::new(FDpg::new(TotalVariation)),
+        Box::new(FDpg::new(ChiSquare)),
+    ];
+    for e in ests {
+        let out = e.loss(&bt).unwrap();
+        assert!(out.advantages.iter().all(|a| a.is_finite()), "{}: {:?}", e.name(), out.advantages);
+        assert!(loss_value(&out).is_finite());
+        assert!((out.stats.zero_target_fraction.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+    }
+    // GDC: P = 0 gives exactly 0; GDC++: only the baseline −Zπ/q.
+    let gdc = Dpg::gdc().loss(&bt).unwrap();
+    assert_eq!(gdc.advantages[1], 0.0);
+    let pp = Dpg::gdc_plus_plus().loss(&bt).unwrap();
+    assert!((pp.advantages[1] + (-0.5f64 - 2.0 + 1.8).exp()).abs() < 1e-12);
+    // Reverse KL is infinite where P = 0 < π: a clear error, or skipped when asked.
+    let rkl = FDpg::new(ReverseKl);
+    assert!(matches!(
+        Estimator::<I>::loss(&rkl, &bt),
+        Err(Error::NonFiniteAdvantage { sample: 1, .. })
+    ));
+    let out = Estimator::<I>::loss(&rkl, &bt.on_invalid(InvalidSamples::Skip)).unwrap();
+    assert_eq!((out.stats.n_skipped, out.advantages[1]), (1, 0.0));
+}
+
+#[test]
+fn nan_and_infinity_are_errors_or_skipped() {
+    let bad = dm(vec![-1.0, f64::NAN, -2.0]);
+    assert!(matches!(
+        Dpg::gdc().loss(&bad),
+        Err(Error::NonFinite { what: "log_target", sample: 1, .. })
+    ));
+    let out = Dpg::gdc().loss(&bad.clone().on_invalid(InvalidSamples::Skip)).unwrap();
+    assert_eq!((out.stats.n_used, out.stats.n_skipped), (2, 1));
+    assert!(loss_value(&out).is_finite());
+    assert!(matches!(
+        Dpg::gdc().loss(&dm(vec![-1.0, f64::INFINITY, -2.0])),
+        Err(Error::NonFinite { what: "log_target", sample: 1, .. })
+    ));
+    let r = batch(&[-1.0, -2.0]).with_reward(vec![f64::INFINITY, 1.0]).unwrap();
+    assert!(matches!(
+        Reinforce::default().loss(&r),
+        Err(Error::NonFinite { what: "reward", sample: 0, .. })
+    ));
+    let all_bad =
+        batch(&[-1.0]).with_reward(vec![f64::NAN]).unwrap().on_invalid(InvalidSamples::Skip);
+    assert!(matches!(
+        Reinforce::default().loss(&all_bad),
+        Err(Error::NoValidSamples { skipped: 1, .. })
+    ));
+    let q_bad = dm(vec![-1.0, -1.0, -1.0]).with_log_q(vec![0.0, NEG_INF, 0.0]).unwrap();
+    assert!(matches!(
+        Dpg::gdc().loss(&q_bad),
+        Err(Error::NonFinite { what: "log_q", sample: 1, .. })
+    ));
+}
+
+#[test]
+fn a_nan_log_pi_that_is_skipped_does_not_reach_the_gradient() {
+    let device = Default::default();
+    let log_pi = Tensor::<B, 1>::from_floats([-1.0, f32::NAN, -2.0], &device).require_grad();
+    let bt = ScoredBatch::new(log_pi.clone())
+        .unwrap()
+        .with_reward(vec![1.0, 2.0, 3.0])
+        .unwrap()
+        .on_invalid(InvalidSamples::Skip);
+    let out = Reinforce::new(RewardBaseline::BatchMean).loss(&bt).unwrap();
+    assert_eq!(out.stats.n_skipped, 1);
+    // Baseline over the two valid rewards (1, 3): advantages −1, 0, +1.
+    assert_eq!(out.advantages, vec![-1.0, 0.0, 1.0]);
+    let g: Vec<f32> =
+        log_pi.grad(&out.loss.clone().backward()).unwrap().into_data().to_vec().unwrap();
+    assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+    assert_eq!(g, vec![0.5, 0.0, -0.5]);
+    let strict = bt.on_invalid(InvalidSamples::Error);
+    assert!(matches!(
+        Reinforce::default().loss(&strict),
+        Err(Error::NonFinite { what: "log_pi", sample: 1, .. })
+    ));
+}
+
+#[test]
+fn shapes_missing_inputs_and_log_z() {
+    let empty = ScoredBatch::new(Tensor::<I, 1>::zeros([0], &Default::default()));
+    assert!(matches!(empty, Err(Error::EmptyBatch { .. })));
+    assert!(matches!(
+        batch(&[-1.0, -2.0]).with_log_q(vec![0.0]),
+        Err(Error::ShapeMismatch { what: "log_q", expected: 2, got: 1 })
+    ));
+    let tokens = Tensor::<I, 2>::zeros([2, 3], &Default::default());
+    assert!(matches!(
+        batch(&[-1.0, -2.0]).with_token_log_pi(tokens, vec![true; 5]),
+        Err(Error::ShapeMismatch { what: "token mask", expected: 6, got: 5 })
+    ));
+    let no_q = batch(&[-1.0]).with_log_target(vec![-1.0]).unwrap().with_log_z(0.0);
+    assert!(matches!(Dpg::gdc().loss(&no_q), Err(Error::MissingInput { input: "log_q", .. })));
+    let no_z = batch(&[-1.0]).with_log_target(vec![-1.0]).unwrap();
+    assert!(matches!(
+        Dpg::on_policy_baseline().loss(&no_z),
+        Err(Error::MissingInput { input: "log_z", .. })
+    ));
+    assert!(Dpg::on_policy().loss(&no_z).is_ok());
+    assert!(matches!(
+        Dpg::on_policy().normalized().loss(&no_z.with_log_z(NEG_INF)),
+        Err(Error::InvalidLogZ { .. })
+    ));
+    assert!(matches!(
+        KlControl::fixed(0.1).loss(&batch(&[-1.0]).with_reward(vec![1.0]).unwrap()),
+        Err(Error::MissingInput { input: "log_a", .. })
+    ));
+    assert!(matches!(
+        KlControl::fixed(0.1).with_clip(1.5).loss(&batch(&[-1.0])),
+        Err(Error::InvalidConfig { name: "clip", .. })
+    ));
+    assert!(matches!(
+        Cdpg::default().loss(&batch(&[-1.0]).with_log_target(vec![0.0]).unwrap()),
+        Err(Error::MissingInput { input: "contexts", .. })
+    ));
+}
+
+#[test]
+fn cdpg_divides_by_each_contexts_own_z() {
+    // Context 0: on-policy weights P/π = 1, 3 (Ẑ_0 = 2); context 1: 10, 30 (Ẑ_1 = 20);
+    // context 2: all P = 0 (skipped).
+    let lp = [-1.0, -1.0, -2.0, -2.0, -1.0];
+    let lt = vec![-1.0, 3f64.ln() - 1.0, 10f64.ln() - 2.0, 30f64.ln() - 2.0, NEG_INF];
+    let bt = batch(&lp).with_log_target(lt).unwrap().with_contexts(vec![0, 0, 1, 1, 2]).unwrap();
+    let out = Cdpg::default().loss(&bt).unwrap();
+    let expected = [0.5, 1.5, 0.5, 1.5, 0.0];
+    for (a, e) in out.advantages.iter().zip(expected) {
+        assert!((a - e).abs() < 1e-12, "{:?}", out.advantages);
+    }
+    assert_eq!(out.stats.contexts_skipped, Some(1));
+    let with_b = Cdpg { baseline: true, off_policy: false }.loss(&bt).unwrap();
+    assert!((with_b.advantages[0] + 0.5).abs() < 1e-12);
+}
