@@ -170,13 +170,18 @@ pub fn assert_unbiased_and_calibrated(what: &str, estimates: &[Estimate], truth:
         estimates.len(),
         (mean - truth) / se
     );
-    assert_calibrated(what, estimates, truth);
     let _ = cover;
+    assert_calibrated(what, estimates, truth);
 }
 
 /// Asserts that 95% intervals cover truth in 90-99% of repetitions.
 pub fn assert_calibrated(what: &str, estimates: &[Estimate], truth: f64) {
-    let (_, _, cover) = summarize(estimates, truth);
+    let (mean, se, cover) = summarize(estimates, truth);
+    eprintln!(
+        "{what}: truth {truth:.6}, mean {mean:.6} (se {se:.2e}), 95% coverage {:.1}% of {}",
+        100.0 * cover,
+        estimates.len()
+    );
     assert!(
         (0.90..=0.99).contains(&cover),
         "{what}: 95% intervals covered {truth} in {:.1}% of {} repetitions",
