@@ -80,9 +80,14 @@ pub fn sequence(x: usize) -> [u32; LEN] {
 }
 
 pub fn rows(xs: &[usize]) -> Vec<Vec<u32>> {
+    rows_with_prompt(BOS, xs)
+}
+
+/// Rows `[prompt, x_1, .., x_LEN]`.
+pub fn rows_with_prompt(prompt: u32, xs: &[usize]) -> Vec<Vec<u32>> {
     xs.iter()
         .map(|&x| {
-            let mut r = vec![BOS];
+            let mut r = vec![prompt];
             r.extend(sequence(x));
             r
         })
@@ -116,8 +121,23 @@ pub struct Enumerated {
 
 impl Enumerated {
     pub fn of(model: &Gpt2<I>) -> Self {
-        let all: Vec<usize> = (0..N).collect();
-        let tok: Vec<f64> = token_log_probs(model, &all).into_data().iter::<f64>().collect();
+        Self::of_prompt(model, BOS)
+    }
+
+    /// The distribution of the 4 tokens after a one-token prompt.
+    pub fn of_prompt(model: &Gpt2<I>, prompt: u32) -> Self {
+        let sb = SequenceBatch::<I>::from_rows(
+            &rows_with_prompt(prompt, &(0..N).collect::<Vec<_>>()),
+            &[1; N],
+            &Default::default(),
+        )
+        .unwrap();
+        let tok: Vec<f64> = model
+            .token_log_probs(&sb)
+            .slice([0..N, 1..LEN + 1])
+            .into_data()
+            .iter::<f64>()
+            .collect();
         let log_prob: Vec<f64> = tok.chunks(LEN).map(|r| r.iter().sum()).collect();
         let total: f64 = log_prob.iter().map(|l| l.exp()).sum();
         let prob: Vec<f64> = log_prob.iter().map(|l| l.exp() / total).collect();
