@@ -60,6 +60,12 @@ fn non_finite_inputs_name_the_sample_and_feature() {
         err,
         Error::NonFinite { what: "features", sample: 2, feature: Some(0), value: f64::INFINITY }
     );
+    // A NaN in the last column of a wide row (past the vectorised chunks).
+    let mut wide = vec![0.0; 3 * 11];
+    wide[11 + 10] = f64::NAN;
+    let m = RowMatrix::new(&wide, 3, 11).unwrap();
+    let err = MomentFit::new(vec![0.5; 11]).fit(&[0.0; 3], &[0.0; 3], m).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { sample: 1, feature: Some(10), .. }), "{err}");
     let ok = [0.0, 1.0, 1.0, 0.0, 1.0, 0.0];
     let m = RowMatrix::new(&ok, 3, 2).unwrap();
     let err = MomentFit::new(vec![0.5, 0.5]).fit(&[0.0, f64::NAN, 0.0], &[0.0; 3], m).unwrap_err();
