@@ -301,7 +301,7 @@ fn train(args: &TrainArgs) -> Result<()> {
         if manifest.config_hash != plan.config_hash {
             log::warn!(
                 "the config differs from the one the checkpoint was written with (sha256 {} vs {})",
-                &manifest.config_hash[..manifest.config_hash.len().min(12)],
+                manifest.config_hash.chars().take(12).collect::<String>(),
                 &plan.config_hash[..12]
             );
         }

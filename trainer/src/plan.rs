@@ -146,11 +146,13 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The learning-rate multiplier in [0, 1] at optimizer step `step` (from 0): linear
-    /// warm-up to 1 over `warmup_steps`, then constant, linear or cosine decay to 0 at the end.
+    /// The learning-rate multiplier in [0, 1] at optimizer step `step` (from 0), with the
+    /// conventions of transformers' `get_*_schedule_with_warmup`, which the paper's code used:
+    /// linear warm-up `step / warmup_steps` (so the very first update has learning rate 0),
+    /// then constant, or linear or cosine decay reaching 0 at `total_steps`.
     pub fn factor(&self, step: u64) -> f64 {
         if step < self.warmup_steps {
-            return (step + 1) as f64 / self.warmup_steps as f64;
+            return step as f64 / self.warmup_steps as f64;
         }
         let decay_steps = self.total_steps.saturating_sub(self.warmup_steps).max(1);
         let progress = ((step - self.warmup_steps) as f64 / decay_steps as f64).min(1.0);
@@ -271,7 +273,7 @@ pub struct Plan {
     pub sampling: Sampling,
     /// Proposal updates (off-policy estimators only).
     pub proposal: Option<Proposal>,
-    /// λ fit (only with distributional constraints, i.e. some `moment`).
+    /// λ fit (distribution-matching estimators with a `moment` other than 0 or 1).
     pub lambda_fit: Option<LambdaFit>,
     /// Evaluation.
     pub eval: EvalConfig,
@@ -411,6 +413,7 @@ impl Plan {
         let mut names = Vec::new();
         let mut seen = HashSet::new();
         let mut has_moment = false;
+        let mut has_pointwise = false;
         for (i, spec) in config.constraints.iter().enumerate() {
             match constraint_name(spec) {
                 Some(name) if !name.is_empty() => {
@@ -427,7 +430,19 @@ impl Plan {
                     "every constraint needs a non-empty string `name`",
                 ),
             }
-            has_moment |= spec.contains_key("moment");
+            // Moments 0 and 1 are pointwise constraints (tilt-constraints turns them into φ
+            // and not φ); any other needs λ.
+            match spec
+                .get("moment")
+                .and_then(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+            {
+                Some(m) if m != 0.0 && m != 1.0 => has_moment = true,
+                Some(_) => has_pointwise = true,
+                None => {
+                    has_pointwise |=
+                        spec.get("pointwise").and_then(toml::Value::as_bool) == Some(true)
+                }
+            }
         }
 
         let estimator = check_estimator(&mut c, config);
@@ -457,9 +472,10 @@ impl Plan {
             match (reward.source, reward.feature) {
                 (RewardSource::Constraints, feature) => {
                     c.not_here("reward.feature", &feature, "with reward.source = \"constraints\"");
-                    if config.constraints.is_empty() {
-                        c.fail("constraints", "reward.source = \"constraints\" needs at least one pointwise [[constraints]] table");
+                    if !has_pointwise {
+                        c.fail("constraints", "reward.source = \"constraints\" needs at least one pointwise [[constraints]] table (pointwise = true, or moment 0 or 1): the reward is their product");
                     }
+
                     Some(Reward::Constraints { scale: reward.scale })
                 }
                 (RewardSource::Feature, Some(feature)) => {
@@ -608,11 +624,14 @@ impl Plan {
         c.at_least_one("lambda_fit.samples", lf.samples);
         c.positive("lambda_fit.tolerance", lf.tolerance);
         c.at_least_one("lambda_fit.max_iterations", u64::from(lf.max_iterations));
-        let lambda_fit = has_moment.then_some(LambdaFit {
-            samples: lf.samples,
-            tolerance: lf.tolerance,
-            max_iterations: lf.max_iterations,
-        });
+        // Reward maximisation has no target to fit λ for (its moment constraints are only
+        // tracked in evaluation).
+        let lambda_fit =
+            (has_moment && estimator.is_distribution_matching()).then_some(LambdaFit {
+                samples: lf.samples,
+                tolerance: lf.tolerance,
+                max_iterations: lf.max_iterations,
+            });
 
         // Evaluation and checkpoints.
         let e = &config.eval;

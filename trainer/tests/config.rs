@@ -61,8 +61,10 @@ fn minimal_config_gets_the_papers_defaults() {
     assert_eq!(p.optimizer.algorithm, OptimizerKind::Adam);
     assert_eq!(p.optimizer.lr, 1.41e-5);
     assert_eq!(p.schedule.warmup_steps, 100);
-    assert_eq!(p.schedule.factor(0), 0.01);
-    assert_eq!(p.schedule.factor(5000), 1.0);
+    assert_eq!(p.schedule.factor(0), 0.0, "transformers' warm-up starts at 0");
+    assert_eq!(p.schedule.factor(1), 0.01);
+    assert_eq!(p.schedule.factor(100), 1.0);
+    assert_eq!(p.schedule.factor(12_499), 1.0);
     assert_eq!(p.sampling.new_tokens, 40);
     assert_eq!((p.sampling.top_k, p.sampling.top_p, p.sampling.temperature), (None, 1.0, 1.0));
     assert!(!p.sampling.stop_at_eos && p.sampling.prompt.is_none());
@@ -76,6 +78,39 @@ fn minimal_config_gets_the_papers_defaults() {
     // The plan prints.
     let shown = p.to_string();
     assert!(shown.contains("12500 steps of 512 (16 × 32 accumulated)"), "{shown}");
+}
+
+#[test]
+fn schedules_decay_to_zero_at_the_end() {
+    use tilt_trainer::config::ScheduleKind;
+    use tilt_trainer::plan::Schedule;
+    let s = |kind| Schedule { kind, warmup_steps: 10, total_steps: 110 };
+    assert_eq!(s(ScheduleKind::Linear).factor(5), 0.5);
+    assert_eq!(s(ScheduleKind::Linear).factor(10), 1.0);
+    assert_eq!(s(ScheduleKind::Linear).factor(60), 0.5);
+    assert_eq!(s(ScheduleKind::Linear).factor(110), 0.0);
+    assert!((s(ScheduleKind::Cosine).factor(60) - 0.5).abs() < 1e-15);
+    assert!(s(ScheduleKind::Cosine).factor(110).abs() < 1e-15);
+    assert_eq!(s(ScheduleKind::Constant).factor(109), 1.0);
+}
+
+#[test]
+fn lambda_is_fitted_only_for_distributional_targets() {
+    let moment =
+        "[[constraints]]\nname = \"female\"\nmoment = 0.5\nfeature = { kind = \"gender\" }\n";
+    let p = plan(&with(&format!("{moment}[lambda_fit]\nsamples = 2048\n"))).unwrap();
+    assert_eq!(p.lambda_fit.unwrap().samples, 2048);
+    let one = moment.replace("0.5", "1");
+    assert_eq!(plan(&with(&one)).unwrap().lambda_fit, None, "moment 1 is pointwise");
+    // REINFORCE needs a pointwise constraint for its reward.
+    let text = format!(
+        "output_dir = \"o\"\n[model]\nbase = \"b\"\n{moment}[estimator]\nkind = \"reinforce\"\n"
+    );
+    let e = plan(&text).unwrap_err();
+    assert!(
+        e.contains("constraints: reward.source = \"constraints\" needs at least one pointwise"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -101,7 +136,7 @@ fn full_example_config_parses() {
     assert_eq!(p.sampling.top_k, Some(50));
     assert_eq!(p.sampling.prompt.as_deref(), Some("My name is"));
     assert_eq!(p.eval.grad_variance_interval, Some(25));
-    assert_eq!(p.lambda_fit.unwrap().samples, 2048);
+    assert_eq!(p.lambda_fit, None, "reward maximisation fits no λ");
     assert_eq!(p.constraint_names, ["female", "science"]);
     assert_eq!(p.policy_init.as_deref(), Some(Path::new("/abs/pi")));
 }

@@ -166,7 +166,8 @@ pub enum EstimatorKind {
     KlControl,
     /// On-policy DPG (Parshakova et al.): samples from π, advantage P/π (− Z with a baseline).
     Dpg,
-    /// Off-policy DPG with a KL-adaptive proposal q (Khalifa et al.): advantage P/q.
+    /// Off-policy DPG with a KL-adaptive proposal q (Khalifa et al.): advantage P/q. Off-policy
+    /// DPG with a fixed proposal q = a is this with `proposal.criterion = "never"`.
     Gdc,
     /// GDC with the baseline of the paper: advantage P/q − Z π/q.
     #[default]

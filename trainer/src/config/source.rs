@@ -17,7 +17,10 @@ pub struct Location {
 
 impl Location {
     fn of(text: &str, offset: usize) -> Self {
-        let offset = offset.min(text.len());
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &text[..offset];
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         Location {
