@@ -169,7 +169,7 @@ impl Qrs {
     /// (consistent, bias O(1/n)); their standard errors are the delta method's, with influence
     /// values (`ŵ_i = w_i/Z`, `m̂_i = min(w_i, β)/Z_β`, `h_i = max(0, log(w_i/β))`):
     /// KL: `ψ_i = ŵ_i h_i + m̂_i − [self-normalised] (KL_1 + 1) ŵ_i`, `KL_1 = mean ŵ h`;
-    /// TVD: `ψ_i = ½|ŵ_i − m̂_i| + ½ mean(s m̂) m̂_i + [self-normalised] ½ mean(s ŵ) ŵ_i`,
+    /// TVD: `ψ_i = ½|ŵ_i − m̂_i| + ½ mean(s m̂) m̂_i − [self-normalised] ½ mean(s ŵ) ŵ_i`,
     /// `s = sign(ŵ − m̂)`.
     pub fn report(
         &self,
@@ -228,7 +228,7 @@ impl Qrs {
         let tvd_psi: Vec<f64> = (0..n)
             .map(|i| {
                 let base = tvd_terms[i] + 0.5 * s_m * m_hat[i];
-                if self_normalized { base + 0.5 * s_w * w_hat[i] } else { base }
+                if self_normalized { base - 0.5 * s_w * w_hat[i] } else { base }
             })
             .collect();
         let tvd = mean_with_influence(&tvd_terms, &tvd_psi);

@@ -150,3 +150,35 @@ fn beta_for_a_target_acceptance_rate() {
         assert!((exact - target).abs() < 0.02 * target.max(0.1), "target {target}: exact {exact}");
     }
 }
+
+#[test]
+fn report_standard_errors_are_calibrated() {
+    let s = setup();
+    let log_z = log_sum_exp(&s.log_p);
+    let log_beta = log_z + 0.5;
+    let p = probs(&s.log_p);
+    let pb = probs(&exact_p_beta(&s, log_beta));
+    let kl: f64 = p.iter().zip(&pb).map(|(a, b)| a * (a / b).ln()).sum();
+    let tvd: f64 = 0.5 * p.iter().zip(&pb).map(|(a, b)| (a - b).abs()).sum::<f64>();
+    let log_z_beta = log_sum_exp(
+        &s.log_p.iter().zip(&s.log_q).map(|(p, q)| p.min(log_beta + q)).collect::<Vec<_>>(),
+    );
+    let rate = (log_z_beta - log_beta).exp();
+    let sampler = Categorical::new(&s.log_q);
+    let qrs = Qrs::new(log_beta).unwrap();
+    for (name, lz) in [("known Z", LogZ::Known(log_z)), ("self-normalised", LogZ::SelfNormalized)] {
+        let (mut kls, mut tvds, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..400u64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(9000 + rep);
+            let idx = sampler.sample_n(1000, &mut rng);
+            let (lp, lq) = (toy::gather(&s.log_p, &idx), toy::gather(&s.log_q, &idx));
+            let r = qrs.report(&lp, &lq, None, lz).unwrap();
+            kls.push(r.kl);
+            tvds.push(r.tvd);
+            rates.push(r.acceptance_rate);
+        }
+        toy::assert_calibrated(&format!("QRS KL(p||p_beta), {name}"), &kls, kl);
+        toy::assert_calibrated(&format!("QRS TVD(p,p_beta), {name}"), &tvds, tvd);
+        toy::assert_unbiased_and_calibrated(&format!("QRS acceptance, {name}"), &rates, rate);
+    }
+}
