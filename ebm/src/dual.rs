@@ -374,8 +374,9 @@ mod tests {
 
     #[test]
     fn eval_and_hvp_match_dense_formulas_with_threads() {
-        // 3 features, 40,000 rows so that the threaded path is taken; a zero-weight row too.
-        let (n, d) = (40_000usize, 3usize);
+        // 3 features, 200,000 rows so that up to 4 threads are used; a zero-weight row too.
+        let (n, d) = (200_000usize, 3usize);
+        assert!(n * d / MIN_ENTRIES_PER_THREAD >= 3);
         let feats: Vec<f64> = (0..n * d).map(|k| ((k * 7919) % 13) as f64 / 13.0 - 0.3).collect();
         let mut offset: Vec<f64> = (0..n).map(|i| ((i * 31) % 17) as f64 * 0.1 - 700.0).collect();
         offset[5] = f64::NEG_INFINITY;

@@ -59,6 +59,27 @@ fn starting_from_the_answer_takes_no_iteration() {
     assert!(report.converged);
 }
 
+#[test]
+fn threads_agree_on_a_larger_real_valued_problem() {
+    use rand::Rng;
+    // 50,000 samples × 8 real features (enough for the threaded passes), q ≠ a.
+    let (n, d) = (50_000usize, 8usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    let features: Vec<f64> = (0..n * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let log_q: Vec<f64> = (0..n).map(|_| rng.random_range(-2.0..0.0)).collect();
+    let log_a: Vec<f64> = (0..n).map(|_| rng.random_range(-2.0..0.0)).collect();
+    let m = RowMatrix::new(&features, n, d).unwrap();
+    let planted: Vec<f64> = (0..d).map(|j| 0.3 * (j as f64) - 1.0).collect();
+    let targets = snis_moments(&planted, &log_q, &log_a, m).unwrap();
+    let one = MomentFit::new(targets.clone()).threads(1).fit(&log_q, &log_a, m).unwrap();
+    let two = MomentFit::new(targets).threads(2).fit(&log_q, &log_a, m).unwrap();
+    assert!(one.converged && two.converged);
+    for ((a, b), p) in one.lambda.iter().zip(&two.lambda).zip(&planted) {
+        assert!((a - b).abs() < 1e-9 && (a - p).abs() < 1e-6, "{a} {b} {p}");
+    }
+    assert!((one.ess - two.ess).abs() < 1e-6 * one.ess);
+}
+
 /// Random features on the toy space: two binary (random firing rates), two real-valued.
 fn random_features(seed: u64) -> Vec<f64> {
     use rand::Rng;
