@@ -6,7 +6,8 @@ use burn::tensor::{Tensor, TensorData};
 use crate::{Error, Result};
 
 /// What an estimator does with a sample whose inputs are NaN or illegally infinite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InvalidSamples {
     /// Fail with [`Error::NonFinite`] naming the input, the sample and the value (the default).
     #[default]
@@ -360,6 +361,7 @@ impl Validity {
         match self.policy {
             InvalidSamples::Error => Err(Error::NonFinite { what, sample, value }),
             InvalidSamples::Skip => {
+                log::debug!("skipping sample {sample}: {what} is {value}");
                 if !self.skip[sample] {
                     self.skip[sample] = true;
                     self.n_skipped += 1;

@@ -27,7 +27,8 @@ use crate::{Error, Estimator, EstimatorOutput, Result, ScoredBatch, StepStats};
 ///
 /// Needs `contexts`, `log_target`, and `log_q` when `off_policy` (otherwise `q = π`).
 /// Source: METHODS §8; gdc `cdpg/cdpg/base_trainer.py::compute_Z_c_using_MC`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cdpg {
     /// Subtract the GDC++ baseline `π/q` (1 on-policy).
     pub baseline: bool,

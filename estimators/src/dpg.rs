@@ -7,7 +7,8 @@ use crate::loss::score_function_loss;
 use crate::{Estimator, EstimatorOutput, Result, ScoredBatch, StepStats};
 
 /// Which member of the DPG family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DpgVariant {
     /// DPG on-policy (Parshakova et al. 2019): `x ~ π`, `A = P/π`.
     OnPolicy,
@@ -39,7 +40,8 @@ pub enum DpgVariant {
 /// Needs `log_target`; `log_q` off-policy; `log_z` for the baselines or normalisation.
 /// Source: METHODS §3; Korbak et al. 2022 (arXiv 2206.00761) §3, Algorithm 1; gdc
 /// `gdc/gdc.py` (`GDCTrainer`, `BaselineGDCTrainer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dpg {
     /// The variant.
     pub variant: DpgVariant,

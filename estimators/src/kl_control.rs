@@ -29,7 +29,8 @@ impl KlCoefficient {
 }
 
 /// Where the penalty enters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KlPenalty {
     /// One reward per sequence: `R = r − β (log π(x) − log a(x))`, sequence log-probs.
     #[default]

@@ -5,7 +5,8 @@ use tilt_ebm::{Estimate, LogZ, kl_target_model, tvd_target_model};
 use crate::{Error, Result};
 
 /// The rule that decides whether `q ← π`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProposalCriterion {
     /// Replace q at every check, unconditionally (gdc `q_update_criterion = "interval"`).
     Interval,
@@ -30,7 +31,8 @@ pub enum ProposalCriterion {
 /// `min_z_score` the rule is gdc's point comparison, `mean d > 0`; with `Some(k)` it also
 /// requires `mean d > k · SE`, so that noise alone replaces q rarely (about 2.3% of checks at
 /// k = 2 when π is no better). None of the peers has this option.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProposalUpdate {
     /// The rule.
     pub criterion: ProposalCriterion,

@@ -7,7 +7,8 @@ use crate::loss::score_function_loss;
 use crate::{Estimator, EstimatorOutput, Result, ScoredBatch, StepStats};
 
 /// The baseline subtracted from the reward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RewardBaseline {
     /// `A_i = r_i`: unbiased, high variance (gdc's `PGTrainer`).
     #[default]

@@ -56,7 +56,7 @@ fn dpg_family_matches_the_exact_kl_gradient_and_baselines_cut_variance() {
     let z = t.log_z.exp();
     let g = exact_forward_kl(t);
     let zg = scale(&g, z);
-    let k = 3000;
+    let k = 2000;
     let run = |est: Dpg, off: bool, seed| {
         let sampler = if off { &w.q } else { &w.pi };
         monte_carlo(w, sampler, BATCH, k, seed, |xs| {
@@ -138,7 +138,7 @@ fn check_f<F: FDivergence + Clone>(div: F, target: &Target, off: bool, baseline:
         est = est.with_baseline(1024);
     }
     let sampler = if off { &w.q } else { &w.pi };
-    let mc = monte_carlo(w, sampler, BATCH, 3000, seed, |xs| {
+    let mc = monte_carlo(w, sampler, BATCH, 2000, seed, |xs| {
         let out = Estimator::<I>::loss(&est, &dm_batch(w, target, xs, off)).unwrap();
         Estimator::<I>::update(&mut est, &out.stats);
         out.advantages
@@ -173,7 +173,7 @@ fn rm_estimators_match_the_exact_objective_gradients() {
     let r = reward.clone();
     let neg_eb = exact_gradient(move |lp| (lp.exp() * constant(&r)).sum().neg());
     let run = |est: Reinforce, seed| {
-        monte_carlo(w, &w.pi, BATCH, 3000, seed, |xs| {
+        monte_carlo(w, &w.pi, BATCH, 2000, seed, |xs| {
             let rw: Vec<f64> = xs.iter().map(|&x| reward[x]).collect();
             est.loss(&batch(w, xs).with_reward(rw).unwrap()).unwrap().advantages
         })
@@ -203,7 +203,7 @@ fn rm_estimators_match_the_exact_objective_gradients() {
     });
     for penalty in [KlPenalty::Sequence, KlPenalty::PerToken] {
         let est = KlControl::fixed(beta).with_penalty(penalty);
-        let mc = monte_carlo_terms(w, &w.pi, BATCH, 3000, 22, |xs| {
+        let mc = monte_carlo_terms(w, &w.pi, BATCH, 2000, 22, |xs| {
             let rw: Vec<f64> = xs.iter().map(|&x| reward[x]).collect();
             let bt = batch(w, xs).with_reward(rw).unwrap();
             let bt = match penalty {
