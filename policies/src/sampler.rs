@@ -9,7 +9,7 @@ use crate::cache::KvCache;
 use crate::error::{Error, Result};
 use crate::model::Gpt2;
 use crate::scoring::SequenceBatch;
-use crate::warp::{Warper, log_sum_exp};
+use crate::warp::Warper;
 
 /// When a sequence stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,8 @@ pub struct Samples<B: Backend> {
 impl<B: Backend> Samples<B> {
     /// Number of sequences.
     pub fn batch_size(&self) -> usize {
-        self.generated_mask.len().checked_div(self.steps).unwrap_or(0)
+        // Every prompt has at least one token, so the row width is positive.
+        self.token_ids.len() / (self.prompt_len + self.steps).max(1)
     }
 
     /// The generated tokens of each row (through its end-of-sequence token, if any).
@@ -106,20 +107,38 @@ impl<B: Backend> Samples<B> {
 
     /// Sequence log-probs under the sampling distribution, `[batch]`.
     pub fn sequence_sampling_log_probs(&self) -> Vec<f32> {
-        row_sums(&self.sampling_log_probs, self.steps)
+        row_sums(&self.sampling_log_probs, self.batch_size(), self.steps)
     }
 
     /// Sequence log-probs under the unmodified model, `[batch]`.
     pub fn sequence_model_log_probs(&self) -> Vec<f32> {
-        row_sums(&self.model_log_probs, self.steps)
+        row_sums(&self.model_log_probs, self.batch_size(), self.steps)
     }
 }
 
-fn row_sums(x: &[f32], width: usize) -> Vec<f32> {
+fn row_sums(x: &[f32], batch: usize, width: usize) -> Vec<f32> {
     if width == 0 {
-        return Vec::new();
+        return vec![0.0; batch];
     }
     x.chunks(width).map(|r| r.iter().map(|&v| f64::from(v)).sum::<f64>() as f32).collect()
+}
+
+/// Draws an index with probability `weights[i] / total` by inverting the CDF at a uniform
+/// draw; falls back to the last positive weight against rounding.
+fn draw_weighted(weights: &[f64], total: f64, rng: &mut dyn RngCore) -> usize {
+    let target = rng.random::<f64>() * total;
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            acc += w;
+            last = i;
+            if target < acc {
+                return i;
+            }
+        }
+    }
+    last
 }
 
 /// Draws an index from log-probabilities (`-inf` = excluded) by inverting the CDF at a
@@ -238,7 +257,7 @@ impl<B: Backend> Gpt2<B> {
         };
 
         let identity = config.warper.is_identity();
-        let (mut row_model, mut row_warped, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut weights, mut row_warped, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         let mut steps = 0;
         let mut input = column(&ids, 0..prompt_len);
         for step in 0..steps_max {
@@ -258,21 +277,25 @@ impl<B: Backend> Gpt2<B> {
                     continue;
                 }
                 let row = &logits[b * vocab..(b + 1) * vocab];
-                row_model.clear();
-                row_model.extend(row.iter().map(|&x| f64::from(x)));
-                let lse = log_sum_exp(&row_model);
-                row_model.iter_mut().for_each(|x| *x -= lse);
-                let warped = if identity {
-                    &row_model
+                // Unnormalised probabilities exp(x - max): one exp per entry serves both the
+                // model's log-sum-exp and, without warping, the draw.
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                weights.clear();
+                weights.extend(row.iter().map(|&x| f64::from(x - max).exp()));
+                let total: f64 = weights.iter().sum();
+                let lse = f64::from(max) + total.ln();
+                let (token, warped_lp) = if identity {
+                    let token = draw_weighted(&weights, total, rng);
+                    (token, f64::from(row[token]) - lse)
                 } else {
                     config.warper.log_probs(row, &mut row_warped, &mut scratch);
-                    &row_warped
+                    let token = draw(&row_warped, rng);
+                    (token, row_warped[token])
                 };
-                let token = draw(warped, rng);
                 let i = b * steps_max + step;
                 generated_mask[i] = true;
-                sampling_lp[i] = warped[token] as f32;
-                model_lp[i] = row_model[token] as f32;
+                sampling_lp[i] = warped_lp as f32;
+                model_lp[i] = (f64::from(row[token]) - lse) as f32;
                 ids[b * capacity + filled] = token as u32;
                 mask[b * capacity + filled] = true;
                 if config.stop == StopMode::AtEos && Some(token as u32) == eos {

@@ -114,7 +114,7 @@ impl Warper {
 }
 
 /// `log(sum(exp(x)))`, with the maximum taken out; `-inf` entries contribute nothing.
-pub(crate) fn log_sum_exp(x: &[f64]) -> f64 {
+fn log_sum_exp(x: &[f64]) -> f64 {
     let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     if max == f64::NEG_INFINITY {
         return max;

@@ -183,3 +183,14 @@ fn samples_follow_the_warped_distribution() {
         }
     }
 }
+
+#[test]
+fn zero_new_tokens_returns_the_prompts() {
+    let model = fixture_model();
+    let s = model
+        .sample(&prompts(), &SamplingConfig::fixed_length(0), &mut ChaCha8Rng::seed_from_u64(0))
+        .unwrap();
+    assert_eq!((s.batch_size(), s.steps, s.prompt_len), (4, 0, 5));
+    assert!(s.generated().iter().all(Vec::is_empty));
+    assert_eq!(s.sequence_model_log_probs(), vec![0.0; 4]);
+}
