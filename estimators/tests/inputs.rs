@@ -172,3 +172,34 @@ fn cdpg_divides_by_each_contexts_own_z() {
     let with_b = Cdpg { baseline: true, off_policy: false }.loss(&bt).unwrap();
     assert!((with_b.advantages[0] + 0.5).abs() < 1e-12);
 }
+
+#[test]
+fn per_token_kl_control_ignores_masked_positions() {
+    use burn::tensor::TensorData;
+    let device = Default::default();
+    let nan = f64::NAN;
+    let tok = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![-1.0, -2.0, nan, 0.0, -0.5, -1.5], [2, 3]),
+        &device,
+    )
+    .require_grad();
+    let bt = ScoredBatch::new(Tensor::<B, 1>::from_floats([-3.0, -2.0], &device))
+        .unwrap()
+        .with_reward(vec![1.0, 2.0])
+        .unwrap()
+        .with_token_log_pi(tok.clone(), vec![true, true, false, false, true, true])
+        .unwrap()
+        .with_token_log_a(vec![-1.5, -1.5, nan, nan, -1.0, -1.0])
+        .unwrap();
+    let out =
+        KlControl::fixed(0.5).with_penalty(tilt_estimators::KlPenalty::PerToken).loss(&bt).unwrap();
+    // Returns-to-go: r − β Σ_{s ≥ t} (log π_s − log a_s), 0 where masked.
+    assert_eq!(out.token_advantages.as_deref().unwrap(), &[1.0, 1.25, 0.0, 0.0, 2.0, 2.25]);
+    assert_eq!(out.advantages, vec![1.0, 2.0]);
+    assert_eq!(out.stats.kl_policy_base, Some(0.0));
+    assert!((out.stats.loss - 3.9375).abs() < 1e-12);
+    let value: f64 = out.loss.clone().into_data().iter::<f64>().next().unwrap();
+    assert!((value - 3.9375).abs() < 1e-5);
+    let g: Vec<f32> = tok.grad(&out.loss.backward()).unwrap().into_data().to_vec().unwrap();
+    assert_eq!(g, vec![-0.5, -0.625, 0.0, 0.0, -1.0, -1.125]);
+}
