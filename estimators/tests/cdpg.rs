@@ -27,6 +27,7 @@ struct CWorld {
 fn cworld() -> &'static CWorld {
     static W: OnceLock<CWorld> = OnceLock::new();
     W.get_or_init(|| {
+        let _serial = serial();
         let model = model_ad(PI);
         let a = model_ad(A).valid();
         let all: Vec<usize> = (0..N).collect();

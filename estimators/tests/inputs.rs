@@ -95,6 +95,7 @@ fn nan_and_infinity_are_errors_or_skipped() {
 
 #[test]
 fn a_nan_log_pi_that_is_skipped_does_not_reach_the_gradient() {
+    let _serial = serial();
     let device = Default::default();
     let log_pi = Tensor::<B, 1>::from_floats([-1.0, f32::NAN, -2.0], &device).require_grad();
     let bt = ScoredBatch::new(log_pi.clone())
@@ -175,6 +176,7 @@ fn cdpg_divides_by_each_contexts_own_z() {
 
 #[test]
 fn per_token_kl_control_ignores_masked_positions() {
+    let _serial = serial();
     use burn::tensor::TensorData;
     let device = Default::default();
     let nan = f64::NAN;

@@ -32,6 +32,7 @@ fn from_terms(w: &World, terms: &[Vec<(usize, f64)>]) -> Vec<f64> {
 #[test]
 fn autodiff_of_the_loss_equals_the_jacobian_formula() {
     let w = world();
+    let _serial = serial();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let reward = |xs: &[usize]| xs.iter().map(|&x| b(x)).collect::<Vec<_>>();
     // A fresh forward pass per loss: backward consumes the graph.
@@ -92,6 +93,7 @@ fn autodiff_of_the_loss_equals_the_jacobian_formula() {
 #[test]
 fn per_sample_gradients_and_their_variance() {
     let w = world();
+    let _serial = serial();
     let xs = [3usize, 200, 1000, 17];
     let adv = [0.5, -1.0, 2.0, 0.1];
     let model = model_ad(PI);
@@ -111,6 +113,7 @@ fn per_sample_gradients_and_their_variance() {
 fn ppo_clipping_stops_the_gradient_outside_the_trust_region() {
     // Sequence-level: ρ = e^{0.5} > 1 + ε with A > 0 is clipped (no gradient); ρ = e^{-0.5}
     // with A > 0 is not (gradient ρ·A/m through log π).
+    let _serial = serial();
     let device = Default::default();
     let log_pi = Tensor::<B, 1>::from_floats([-1.0, -1.0], &device).require_grad();
     let batch = ScoredBatch::new(log_pi.clone())

@@ -17,6 +17,7 @@ fn window_means(v: &[f64], windows: usize) -> Vec<f64> {
 
 #[test]
 fn gdc_plus_plus_drives_kl_p_pi_down() {
+    let _serial = serial();
     let steps = 300;
     let batch_size = 64;
     let mut rng = ChaCha8Rng::seed_from_u64(99);
@@ -81,6 +82,7 @@ fn gdc_plus_plus_drives_kl_p_pi_down() {
 
 #[test]
 fn reinforce_raises_the_reward_and_drifts_from_a() {
+    let _serial = serial();
     let steps = 200;
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut pi = model_ad(A);
@@ -118,6 +120,7 @@ fn reinforce_raises_the_reward_and_drifts_from_a() {
 
 #[test]
 fn adaptive_kl_control_holds_kl_below_fixed_beta() {
+    let _serial = serial();
     use tilt_estimators::{AdaptiveKlController, KlControl};
     let steps = 150;
     let a_model = model_ad(A);
