@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# tilt GPU check: run the backend-matrix test suite (tilt-tests) on an NVIDIA GPU from test
+# binaries built beforehand, and write everything to one results file.
+#
+# The GPU machine has an NVIDIA GPU with a CUDA 13 driver and PyTorch 2.11 in
+# /opt/torch/.venv, but no Rust toolchain and no package registry. So the binaries are built
+# here and copied there as one folder, the "bundle":
+#
+#   BUNDLE/gpu-check.sh                    this script
+#   BUNDLE/bin/cuda/*                      test executables built with --features cuda (CubeCL)
+#   BUNDLE/bin/tch/*                       test executables built with --features tch against
+#                                          the GPU machine's exact torch (2.11)
+#   BUNDLE/fixtures/                       policies/tests/fixtures (the transformers reference)
+#   BUNDLE/BUILD-INFO.txt                  git revision, toolchain, torch, build commands
+#
+# 1. Build the bundle (x86-64 Linux with Rust, from the repository root):
+#
+#      scripts/gpu-check.sh pack BUNDLE cuda       # and/or: tch, or: all
+#
+#    `pack cuda` runs
+#      CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=target-cuda \
+#        cargo test -p tilt-tests --no-default-features --features cuda --no-run --message-format=json
+#    (CUDARC_CUDA_VERSION=13000: there is no nvcc here, so cudarc would otherwise assume the
+#    newest CUDA it knows, 13.4; 13.0 is the oldest CUDA 13 API and runs on any CUDA 13
+#    driver. libcuda and NVRTC are loaded at run time.)
+#
+#    `pack tch` needs libtorch of the GPU machine's exact torch version (a tch binary built
+#    against 2.9 does not run against 2.11's libraries). Once, with a registry:
+#      TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130 \
+#        scripts/setup-libtorch.sh 2.11.0 ~/.local/share/tilt/torch-2.11.0
+#    (use the index matching `torch.__version__` there, e.g. 2.11.0+cu130), then
+#      source ~/.local/share/tilt/torch-2.11.0/tilt-libtorch.env
+#      scripts/gpu-check.sh pack BUNDLE tch
+#    which runs
+#      CARGO_TARGET_DIR=target-tch-gpu \
+#        cargo test -p tilt-tests --no-default-features --features tch --no-run --message-format=json
+#    `pack` copies the executables named in cargo's JSON ("executable" of the tilt-tests
+#    targets: the library's unit tests and the tests binary).
+#
+# 2. Copy BUNDLE to the GPU machine and run (no Rust, no network):
+#
+#      BUNDLE/gpu-check.sh run BUNDLE [RESULTS_FILE]      # default BUNDLE/gpu-check-results.txt
+#
+#    Runs, within a hard overall limit of 8 minutes (`timeout`; each run gets at most what is
+#    left, so the results file is always finished):
+#      cuda binaries  TILT_DEVICE=cuda:0   (CubeCL: f32 matmuls on tensor cores use TF32, so the
+#                                           TF32 tolerances of tests/src/backend.rs apply)
+#      tch binaries   TILT_DEVICE=cuda:0   with NVIDIA_TF32_OVERRIDE=0 (full f32 in cuBLAS)
+#      tch binaries   TILT_DEVICE=cpu
+#    with --test-threads=1 --nocapture, so every measured error is in the results.
+#    Environment: TORCH_PYTHON (default /opt/torch/.venv/bin/python) locates site-packages:
+#    the directories of libnvrtc*.so* (for CubeCL) and torch/lib + nvidia/*/lib (for tch) go
+#    on LD_LIBRARY_PATH. GPU_CHECK_LIMIT_S overrides the 480 s limit.
+set -euo pipefail
+
+usage() {
+    sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+# ---------------------------------------------------------------------------------- pack ---
+pack() {
+    local bundle="$1" which="${2:-all}"
+    local repo self
+    repo="$(cd "$(dirname "$0")/.." && pwd -P)"
+    self="$repo/scripts/gpu-check.sh"
+    mkdir -p "$bundle/bin" "$bundle/fixtures"
+    bundle="$(cd "$bundle" && pwd -P)"
+    cd "$repo"
+    local info="$bundle/BUILD-INFO.txt"
+    {
+        echo "tilt gpu-check bundle, packed $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
+        echo "git: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (working tree modified)')"
+        echo "rustc: $(rustc --version)"
+    } >"$info"
+
+    build_one() {
+        local feature="$1" target_dir="$2"
+        shift 2
+        local json
+        json="$(mktemp)"
+        echo "== building $feature test binaries (CARGO_TARGET_DIR=$target_dir $*)"
+        env "$@" CARGO_TARGET_DIR="$target_dir" cargo test -p tilt-tests --no-default-features \
+            --features "$feature" --no-run --message-format=json >"$json"
+        rm -rf "${bundle:?}/bin/$feature"
+        mkdir -p "$bundle/bin/$feature"
+        # Executables of tilt-tests' test targets, named after the target (tilt_tests, tests).
+        python3 - "$json" "$bundle/bin/$feature" <<'PY'
+import json, shutil, sys, os
+src, dest = sys.argv[1], sys.argv[2]
+n = 0
+for line in open(src):
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        continue
+    if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+        continue
+    if "tilt-tests" not in msg["package_id"]:
+        continue
+    name = msg["target"]["name"]
+    shutil.copy2(msg["executable"], os.path.join(dest, name))
+    print(f"   {msg['executable']} -> bin/{os.path.basename(dest)}/{name}")
+    n += 1
+if n == 0:
+    sys.exit("no tilt-tests test executables in cargo's output")
+PY
+        rm -f "$json"
+        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test -p tilt-tests --no-default-features --features $feature --no-run" >>"$info"
+    }
+
+    if [[ "$which" == cuda || "$which" == all ]]; then
+        build_one cuda "${CUDA_TARGET_DIR:-target-cuda}" CUDARC_CUDA_VERSION=13000
+    fi
+    if [[ "$which" == tch || "$which" == all ]]; then
+        local libtorch="${LIBTORCH:-}"
+        if [[ -z "$libtorch" && -n "${VIRTUAL_ENV:-}" ]]; then
+            libtorch="$("$VIRTUAL_ENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+        fi
+        if [[ -z "$libtorch" || ! -f "$libtorch/version.py" ]]; then
+            echo "error: pack tch needs libtorch of the GPU machine's torch: source the env file of scripts/setup-libtorch.sh 2.11.0 first" >&2
+            exit 2
+        fi
+        local tv
+        tv="$(sed -n "s/^__version__ = '\(.*\)'.*/\1/p" "$libtorch/version.py")"
+        echo "== tch against torch $tv ($libtorch)"
+        build_one tch "${TCH_TARGET_DIR:-target-tch-gpu}"
+        echo "tch built against torch $tv" >>"$info"
+    fi
+
+    cp -r policies/tests/fixtures/gpt2_expected.json policies/tests/fixtures/tiny-gpt2 "$bundle/fixtures/"
+    chmod -R a+r "$bundle/fixtures"
+    cp "$self" "$bundle/gpu-check.sh"
+    chmod +x "$bundle/gpu-check.sh"
+    echo "== bundle ready: $bundle ($(du -sh "$bundle" | cut -f1))"
+    cat "$info"
+}
+
+# ----------------------------------------------------------------------------------- run ---
+run() {
+    local bundle="$1"
+    bundle="$(cd "$bundle" && pwd -P)"
+    local results="${2:-$bundle/gpu-check-results.txt}"
+    local limit="${GPU_CHECK_LIMIT_S:-480}"
+    # The hard limit: this script re-runs itself under `timeout`. Each run below also gets at
+    # most the time left before the deadline, so the results file gets its summary.
+    if [[ -z "${TILT_GPU_CHECK_INNER:-}" ]]; then
+        export TILT_GPU_CHECK_INNER=1 TILT_GPU_CHECK_START="$(date +%s)"
+        exec timeout --kill-after=10 "$limit" "$0" run "$bundle" "$results"
+    fi
+    local deadline=$((TILT_GPU_CHECK_START + limit - 15))
+    : >"$results"
+    log() { echo "$*" | tee -a "$results"; }
+    local summary=()
+    trap 'log "== stopped by the overall limit of ${limit} s"; printf "%s\n" "${summary[@]}" | tee -a "$results"; exit 124' TERM
+
+    log "== tilt gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname) ($(uname -srm)), limit ${limit} s"
+    [[ -f "$bundle/BUILD-INFO.txt" ]] && { log "== bundle:"; tee -a "$results" <"$bundle/BUILD-INFO.txt"; }
+    log "== nvidia-smi"
+    { timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 \
+        && timeout 20 nvidia-smi 2>&1 | sed -n '1,4p'; } | tee -a "$results" || log "(nvidia-smi failed)"
+
+    # Python site-packages of the machine's torch: NVRTC for CubeCL, libtorch for tch.
+    local py="${TORCH_PYTHON:-/opt/torch/.venv/bin/python}"
+    [[ -x "$py" ]] || py="$(command -v python3 || true)"
+    local site="" torch_dir=""
+    if [[ -n "$py" ]]; then
+        site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' 2>/dev/null || true)"
+    fi
+    [[ -d "$site/torch/lib" ]] && torch_dir="$site/torch"
+    log "== python: ${py:-none}, site-packages: ${site:-none}"
+    if [[ -n "$torch_dir" ]]; then
+        timeout 90 "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1 \
+            | tee -a "$results" || log "(import torch failed)"
+    fi
+    local nvrtc_dirs="" torch_lib_dirs=""
+    if [[ -n "$site" ]]; then
+        nvrtc_dirs="$(find "$site" -name 'libnvrtc*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd: -)"
+    fi
+    if [[ -n "$torch_dir" ]]; then
+        torch_lib_dirs="$torch_dir/lib"
+        for d in "$site"/nvidia/*/lib; do [[ -d "$d" ]] && torch_lib_dirs="$torch_lib_dirs:$d"; done
+    fi
+    log "== NVRTC dirs: ${nvrtc_dirs:-none found (CubeCL will look on the default library path)}"
+    log "== libtorch dirs: ${torch_lib_dirs:-none}"
+
+    # run_suite NAME DIR CAP_S VAR=VALUE...: every executable in DIR, under the environment.
+    run_suite() {
+        local name="$1" dir="$2" cap="$3"
+        shift 3
+        if ! compgen -G "$dir/*" >/dev/null; then
+            summary+=("SKIP  $name (no binaries in ${dir#"$bundle"/})")
+            log "== $name: skipped, no binaries in $dir"
+            return
+        fi
+        local exe
+        for exe in "$dir"/*; do
+            local now left status rc t0
+            now="$(date +%s)"
+            left=$((deadline - now))
+            ((left > cap)) && left=$cap
+            if ((left < 10)); then
+                summary+=("SKIP  $name $(basename "$exe") (no time left)")
+                continue
+            fi
+            log ""
+            log "== $name: $(basename "$exe") (at most ${left} s; $*)"
+            if [[ "$name" == tch* ]]; then
+                env "$@" ldd "$exe" 2>&1 | grep -E 'not found|torch' | tee -a "$results" || true
+            fi
+            t0="$(date +%s)"
+            set +e
+            (cd "$bundle" && env "$@" timeout --kill-after=5 "$left" "$exe" --test-threads=1 --nocapture) \
+                >>"$results" 2>&1
+            rc=$?
+            set -e
+            case $rc in
+            0) status=PASS ;;
+            124 | 137) status=TIMEOUT ;;
+            *) status="FAIL (exit $rc)" ;;
+            esac
+            summary+=("$status  $name $(basename "$exe") ($(($(date +%s) - t0)) s)")
+            log "== $name $(basename "$exe"): $status in $(($(date +%s) - t0)) s"
+        done
+    }
+
+    local common=(TILT_FIXTURES="$bundle/fixtures" RUST_BACKTRACE=1)
+    run_suite "cuda (CubeCL) on cuda:0" "$bundle/bin/cuda" 240 "${common[@]}" TILT_DEVICE=cuda:0 \
+        LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    if [[ -z "$torch_lib_dirs" && -d "$bundle/bin/tch" ]]; then
+        log "== tch: no torch/lib under ${site:-?}; the tch binaries will probably not load"
+    fi
+    local tch_env=("${common[@]}" LD_LIBRARY_PATH="${torch_lib_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+    run_suite "tch on cuda:0" "$bundle/bin/tch" 150 "${tch_env[@]}" TILT_DEVICE=cuda:0 NVIDIA_TF32_OVERRIDE=0
+    run_suite "tch on cpu" "$bundle/bin/tch" 90 "${tch_env[@]}" TILT_DEVICE=cpu
+
+    trap - TERM
+    log ""
+    log "== summary ($(($(date +%s) - TILT_GPU_CHECK_START)) s)"
+    printf '%s\n' "${summary[@]}" | tee -a "$results"
+    log "== results: $results"
+    ! printf '%s\n' "${summary[@]}" | grep -qv '^PASS'
+}
+
+case "${1:-}" in
+pack) [[ $# -ge 2 ]] || usage; pack "$2" "${3:-all}" ;;
+run) [[ $# -ge 2 ]] || usage; run "$2" "${3:-}" ;;
+*) usage ;;
+esac
