@@ -72,7 +72,7 @@ pack() {
         echo "tilt gpu-check bundle, packed $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm)"
         echo "git: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (working tree modified)')"
         echo "rustc: $(rustc --version)"
-    } >"$info"
+    } >>"$info"
 
     build_one() {
         local feature="$1" target_dir="$2"
@@ -146,9 +146,10 @@ run() {
     # most the time left before the deadline, so the results file gets its summary.
     if [[ -z "${TILT_GPU_CHECK_INNER:-}" ]]; then
         export TILT_GPU_CHECK_INNER=1 TILT_GPU_CHECK_START="$(date +%s)"
-        exec timeout --kill-after=10 "$limit" "$0" run "$bundle" "$results"
+        # TERM at limit - 10 s, KILL 10 s later: never past the limit.
+        exec timeout --kill-after=10 "$((limit - 10))" "$0" run "$bundle" "$results"
     fi
-    local deadline=$((TILT_GPU_CHECK_START + limit - 15))
+    local deadline=$((TILT_GPU_CHECK_START + limit - 25))
     : >"$results"
     log() { echo "$*" | tee -a "$results"; }
     local summary=()
@@ -170,8 +171,15 @@ run() {
     [[ -d "$site/torch/lib" ]] && torch_dir="$site/torch"
     log "== python: ${py:-none}, site-packages: ${site:-none}"
     if [[ -n "$torch_dir" ]]; then
-        timeout 90 "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1 \
+        timeout "$(( (deadline - $(date +%s)) / 4 > 60 ? 60 : (deadline - $(date +%s)) / 4 + 1 ))" "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")' 2>&1 \
             | tee -a "$results" || log "(import torch failed)"
+    fi
+    local built_torch here_torch
+    built_torch="$(sed -n 's/^tch built against torch //p' "$bundle/BUILD-INFO.txt" 2>/dev/null | tail -1)"
+    if [[ -n "$built_torch" && -n "$torch_dir" && -d "$bundle/bin/tch" ]]; then
+        here_torch="$(sed -n "s/^__version__ = '\(.*\)'.*/\1/p" "$torch_dir/version.py")"
+        [[ "$built_torch" == "$here_torch" ]] ||
+            log "== WARNING: tch binaries built against torch $built_torch, this machine has $here_torch (C++ ABI: they may not load)"
     fi
     local nvrtc_dirs="" torch_lib_dirs=""
     if [[ -n "$site" ]]; then
