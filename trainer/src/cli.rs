@@ -171,18 +171,55 @@ pub struct FitArgs {
 }
 
 /// `tilt pretrain`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
+#[command(after_help = PRETRAIN_HELP)]
 pub struct PretrainArgs {
-    /// Text files to train on.
-    #[arg(value_name = "FILE")]
-    pub data: Vec<PathBuf>,
-    /// Where the model, tokenizer and model card go.
+    /// Hyper-parameters (TOML; every key optional, defaults are the tilt-mini recipe, see
+    /// trainer/assets/tilt-mini/pretrain.toml).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Training text (UTF-8, documents separated by blank lines); repeat for several files.
+    #[arg(long, value_name = "FILE")]
+    pub train: Vec<PathBuf>,
+    /// Training tokens instead of text: a cache written by --save-tokens.
+    #[arg(long, value_name = "FILE")]
+    pub train_tokens: Option<PathBuf>,
+    /// Validation text (held-out loss and perplexity at every evaluation); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub valid: Vec<PathBuf>,
+    /// Validation tokens instead of text: a cache written by --save-tokens.
+    #[arg(long, value_name = "FILE")]
+    pub valid_tokens: Option<PathBuf>,
+    /// Tokenizer (tokenizer.json with <|endoftext|> = 0; default: the embedded tilt-mini one).
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Where the model (Hugging Face layout), tokenizer.json and pretrain.jsonl go; must not
+    /// already hold a model.
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
+    /// Replace the config's max_steps.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
+    /// Replace the config's shard_mib (largest weights file in MiB; 0: one file).
+    #[arg(long, value_name = "MIB")]
+    pub shard_mib: Option<usize>,
+    /// Only encode --train/--valid text into DIR/train.tokens and DIR/valid.tokens, then exit.
+    #[arg(long, value_name = "DIR")]
+    pub save_tokens: Option<PathBuf>,
     /// Backend and device.
     #[command(flatten)]
     pub backend: BackendArgs,
 }
+
+const PRETRAIN_HELP: &str = "\
+Trains a GPT-2 from scratch (causal LM, AdamW, warm-up + cosine, global grad-norm clipping) on \
+random windows of the training tokens, evaluates validation perplexity every eval_every steps \
+(writing OUTPUT/checkpoint/), and writes OUTPUT/{config.json, model*.safetensors \
+[+ model.safetensors.index.json], tokenizer.json, pretrain.jsonl, pretrain.toml}. Use -v to see \
+progress on stderr.
+
+Example: tilt -v pretrain --train train.txt --valid valid.txt --output tilt-mini \
+--backend tch --device cuda:0";
 
 /// A command that exists but whose machinery other crates are still building.
 #[derive(Debug, thiserror::Error)]
@@ -225,11 +262,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             .into())
         }
-        Command::Pretrain(_) => Err(NotImplemented {
-            command: "pretrain",
-            needs: "trainer/src/pretrain and tilt-policies (corpora, tokenizer, causal-LM training)",
-        }
-        .into()),
+        Command::Pretrain(args) => crate::pretrain::command::run(&args),
     }
 }
 

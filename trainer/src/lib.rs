@@ -3,6 +3,7 @@
 //! Most users run the binary; the library exists so that the integration tests (and the bench
 //! suite) can drive the same code.
 
+pub mod backend;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
