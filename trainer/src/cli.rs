@@ -338,17 +338,19 @@ fn train(args: &TrainArgs) -> Result<()> {
                 &plan.config_hash[..12]
             );
         }
-        println!("would resume from {} (step {})", found.dir().display(), manifest.step);
+        println!("resuming from {} (step {})", found.dir().display(), manifest.step);
     }
     if args.dry_run {
         println!("{plan}");
         return Ok(());
     }
-    Err(NotImplemented {
-        command: "train",
-        needs: "tilt-policies, tilt-constraints, tilt-ebm and tilt-estimators (the training loop)",
+    let options = crate::train::RunOptions { resume: args.resume.clone(), stop_after: None };
+    let job = crate::train::TrainJob { plan: plan.clone(), options };
+    let summary = crate::backend::launch(plan.backend, Some(plan.device), job)?;
+    if let Some(dir) = &summary.final_dir {
+        println!("{} steps; final policy in {}", summary.steps, dir.display());
     }
-    .into())
+    Ok(())
 }
 
 #[cfg(test)]

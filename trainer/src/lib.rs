@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod plan;
 pub mod pretrain;
 pub mod report;
+pub mod train;

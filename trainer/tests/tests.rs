@@ -5,3 +5,4 @@ mod checkpoint;
 mod cli;
 mod config;
 mod report;
+mod train;

@@ -1,0 +1,137 @@
+//! Evaluation on fresh samples (METHODS §5): from π (with the evaluation top-p) for E\[φ\],
+//! KL(π‖a), fluency and diversity; from the training sampler (q off-policy, π on-policy) for
+//! the importance-sampled KL(p‖π), KL(p‖q), TVD, Z and ESS.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use tilt_ebm::{
+    LogZ, estimate_log_z, kl_model_base, kl_target_model, log_weights, tvd_target_model,
+};
+
+use super::Run;
+use super::rollout;
+use crate::metrics::diversity;
+use crate::report::EvalRecord;
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+impl<B: AutodiffBackend> Run<B> {
+    /// Evaluates π (and q) now and returns the record (not yet written).
+    pub(super) fn evaluate(&mut self) -> Result<EvalRecord> {
+        let mut record = EvalRecord {
+            step: self.step,
+            samples_seen: self.samples_seen,
+            elapsed_s: Some(self.started.elapsed().as_secs_f64()),
+            ..EvalRecord::default()
+        };
+        self.evaluate_policy(&mut record).context("evaluating π")?;
+        self.evaluate_importance(&mut record).context("importance-sampled metrics")?;
+        Ok(record)
+    }
+
+    /// Samples from π with the evaluation top-p: E_π\[φ\], KL(π‖a), mean log a, diversity.
+    fn evaluate_policy(&mut self, record: &mut EvalRecord) -> Result<()> {
+        let n = self.plan.eval.samples as usize;
+        let sampler = self.sampler.with_top_p(self.plan.eval.top_p);
+        let pi = self.policy.valid();
+        let r = sampler.draw(&pi, n, &self.tokenizer, &mut self.eval_rng)?;
+        let log_a = rollout::log_probs(&self.base, &r, &self.inner_device())?;
+        let scores = self.target.score(&r.samples())?;
+        record.moments = scores.means();
+        // KL(π‖a) with π's unwarped log-probs (exact when eval.top_p = 1).
+        record.kl_pi_a = finite(kl_model_base(&r.log_model, &log_a)?.value);
+        record.mean_log_a = finite(log_a.iter().sum::<f64>() / n.max(1) as f64);
+        let d = diversity(
+            &r.texts,
+            self.plan.eval.diversity_tokens,
+            self.plan.eval.self_bleu_samples as usize,
+        );
+        [record.distinct_1, record.distinct_2, record.distinct_3] = d.distinct;
+        [record.self_bleu_3, record.self_bleu_4, record.self_bleu_5] = d.self_bleu;
+        self.log_samples(&r.texts)
+    }
+
+    /// Samples from the training sampler: Z (pooled into the tracker), ESS, KL(p‖π), KL(p‖q),
+    /// TVD(p,π), TVD(p,q), E_q\[φ\].
+    fn evaluate_importance(&mut self, record: &mut EvalRecord) -> Result<()> {
+        let n = self.plan.eval.proposal_samples as usize;
+        let inner = self.inner_device();
+        let sampler_model = match &self.proposal {
+            Some(q) => q.clone(),
+            None => self.policy.valid(),
+        };
+        let r = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.eval_rng)?;
+        let log_a = rollout::log_probs(&self.base, &r, &inner)?;
+        let scores = self.target.score(&r.samples())?;
+        let log_p = self.target.log_target(&log_a, &scores)?;
+        let log_q = &r.log_sampler;
+        let log_pi = if self.proposal.is_some() {
+            record.moments_q = scores.means();
+            rollout::log_probs(&self.policy.valid(), &r, &inner)?
+        } else {
+            log_q.clone()
+        };
+        let batch = estimate_log_z(&log_weights(&log_p, log_q)?)?;
+        self.z.push(&log_p, log_q)?;
+        record.ess = Some(batch.ess);
+        let Some(log_z) = self.z.log_z() else {
+            log::warn!("no sample with P > 0 yet: Z and the divergences from p are unknown");
+            return Ok(());
+        };
+        let z = self.z.estimate();
+        record.z = finite(z.z());
+        record.z_stderr = finite(z.se_z());
+        let known = LogZ::Known(log_z);
+        record.kl_p_pi = finite(kl_target_model(&log_p, log_q, &log_pi, known)?.value);
+        record.tvd_p_pi = finite(tvd_target_model(&log_p, log_q, &log_pi, known)?.value);
+        if self.proposal.is_some() {
+            record.kl_p_q = finite(kl_target_model(&log_p, log_q, log_q, known)?.value);
+            record.tvd_p_q = finite(tvd_target_model(&log_p, log_q, log_q, known)?.value);
+        }
+        record.extra.insert("log_z".into(), log_z.into());
+        record.extra.insert("proposals".into(), (self.z.proposals() as u64).into());
+        Ok(())
+    }
+
+    /// Appends the first `eval.samples_to_log` texts to `samples.jsonl`.
+    fn log_samples(&mut self, texts: &[String]) -> Result<()> {
+        let k = (self.plan.eval.samples_to_log as usize).min(texts.len());
+        for text in &texts[..k] {
+            let line = serde_json::json!({ "step": self.step, "source": "pi", "text": text });
+            writeln!(self.samples_file, "{line}").context("writing samples.jsonl")?;
+        }
+        self.samples_file.flush().context("writing samples.jsonl")
+    }
+}
+
+/// The estimator's step statistics as extra metrics (`train/…`, measured on the training
+/// batch, which comes from q off-policy and π on-policy).
+pub fn step_metrics(report: &super::step::StepReport) -> BTreeMap<String, serde_json::Value> {
+    let s = &report.stats;
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: Option<f64>| {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            m.insert(format!("train/{k}"), serde_json::Value::from(v));
+        }
+    };
+    put("loss", Some(s.loss));
+    put("lr", Some(report.lr));
+    put("advantage_mean", Some(s.advantage_mean));
+    put("advantage_std", Some(s.advantage_std));
+    put("ess_target", s.ess_target);
+    put("ess_policy", s.ess_policy);
+    put("zero_target_fraction", s.zero_target_fraction);
+    put("beta", s.beta);
+    put("kl_policy_base", s.kl_policy_base);
+    put("log_z", report.log_z);
+    for (k, v) in &report.batch_moments {
+        put(&format!("moment/{k}"), Some(*v));
+    }
+    m
+}

@@ -1,0 +1,358 @@
+//! The training loop (METHODS §4): load a, π and q, build the target (fit λ for moment
+//! constraints), then per step sample, score once, estimate, accumulate, step, track Z, update
+//! the proposal; evaluate every `eval.interval` steps; checkpoint; export π at the end.
+//!
+//! - [`rollout`]: the sampler and the once-per-sample host scores,
+//! - [`target`]: constraints, EBM, λ fit, reward,
+//! - `step`: one optimizer step, `eval`: the metrics, `state`: checkpoints and resume.
+
+mod eval;
+pub mod rollout;
+mod state;
+mod step;
+pub mod target;
+mod ztrack;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use self::ztrack::ZLog;
+use anyhow::{Context, Result};
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tilt_estimators::{Estimator, ProposalCriterion, ProposalUpdate};
+use tilt_policies::{Gpt2, Gpt2Tokenizer, checkpoint::load_hf_dir};
+
+use self::rollout::Sampler;
+pub use self::state::resume_from;
+pub use self::step::{NonFiniteLoss, StepReport, build_estimator};
+use self::target::Target;
+use crate::plan::{Plan, Proposal};
+use crate::report::{EvalRecord, MetricsLog, read_metrics, render_plots, summary_table};
+
+/// Files a run writes under `output_dir`.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The samples file.
+pub const SAMPLES_FILE: &str = "samples.jsonl";
+/// The final policy (Hugging Face layout, with the tokenizer).
+pub const FINAL_DIR: &str = "final";
+/// Plots.
+pub const PLOTS_DIR: &str = "plots";
+
+/// Rows per sampling call (bounded by the forward minibatch for memory).
+const SAMPLE_CHUNK: usize = 64;
+
+/// Options of a run beyond its plan.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue from this checkpoint (a `step-N` directory, a `checkpoints/` directory or the
+    /// run's output directory).
+    pub resume: Option<PathBuf>,
+    /// Stop after this many optimizer steps in total (tests; the plan's `steps` otherwise).
+    pub stop_after: Option<u64>,
+}
+
+/// What a finished run returns.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Optimizer steps done.
+    pub steps: u64,
+    /// The evaluation records of the run (this invocation's).
+    pub records: Vec<EvalRecord>,
+    /// The exported policy.
+    pub final_dir: Option<PathBuf>,
+    /// The λ fit's report line, if λ was fitted.
+    pub lambda: Vec<f64>,
+}
+
+/// The state of a run in progress.
+pub(crate) struct Run<B: AutodiffBackend> {
+    plan: Plan,
+    device: B::Device,
+    tokenizer: Gpt2Tokenizer,
+    /// a, never trained, scored without gradients.
+    base: Gpt2<B::InnerBackend>,
+    /// π, trained (with dropout as configured).
+    policy: Gpt2<B>,
+    /// q (off-policy estimators only).
+    proposal: Option<Gpt2<B::InnerBackend>>,
+    sampler: Sampler,
+    target: Target,
+    estimator: Box<dyn Estimator<B>>,
+    optimizer: OptimizerAdaptor<AdamW, Gpt2<B>, B>,
+    z: ZLog,
+    /// Training samples.
+    rng: ChaCha8Rng,
+    /// Evaluation and proposal-check samples (a stream of their own, so evaluating does not
+    /// change the training samples).
+    eval_rng: ChaCha8Rng,
+    step: u64,
+    samples_seen: u64,
+    metrics: MetricsLog,
+    samples_file: File,
+    started: Instant,
+}
+
+fn optimizer<B: AutodiffBackend>(plan: &Plan) -> OptimizerAdaptor<AdamW, Gpt2<B>, B> {
+    let o = &plan.optimizer;
+    // Adam is AdamW with zero decoupled weight decay (the update is then identical).
+    AdamWConfig::new()
+        .with_beta_1(o.betas[0] as f32)
+        .with_beta_2(o.betas[1] as f32)
+        .with_epsilon(o.eps as f32)
+        .with_weight_decay(o.weight_decay as f32)
+        .with_grad_clipping(plan.max_grad_norm.map(|n| GradientClippingConfig::Norm(n as f32)))
+        .init()
+}
+
+fn load_model<B: burn::tensor::backend::Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Gpt2<B>> {
+    load_hf_dir::<B>(dir, device).with_context(|| format!("loading the model {}", dir.display()))
+}
+
+impl<B: AutodiffBackend> Run<B> {
+    fn new(plan: Plan, device: B::Device, fresh: bool) -> Result<Self> {
+        let tokenizer = Gpt2Tokenizer::from_file(&plan.tokenizer)
+            .with_context(|| format!("loading the tokenizer {}", plan.tokenizer.display()))?;
+        let base: Gpt2<B> = load_model(&plan.base_model, &device)?;
+        let base = base.valid().without_dropout();
+        let policy_dir = plan.policy_init.clone().unwrap_or_else(|| plan.base_model.clone());
+        let p = plan.dropout;
+        let policy = load_model::<B>(&policy_dir, &device)?.with_dropout(p, p, p);
+        let proposal = plan.estimator.is_off_policy().then(|| policy.valid());
+        let sampler = Sampler::new(&plan.sampling, &tokenizer, SAMPLE_CHUNK)?;
+        let target = Target::new(&plan)?;
+        let estimator = build_estimator::<B>(&plan.estimator)?;
+        std::fs::create_dir_all(&plan.output_dir)
+            .with_context(|| format!("creating {}", plan.output_dir.display()))?;
+        let metrics_path = plan.output_dir.join(METRICS_FILE);
+        let metrics = if fresh {
+            let _ = std::fs::remove_file(&metrics_path);
+            MetricsLog::open(&metrics_path)?
+        } else {
+            MetricsLog::open(&metrics_path)?
+        };
+        let samples_path = plan.output_dir.join(SAMPLES_FILE);
+        let samples_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(!fresh)
+            .write(true)
+            .truncate(fresh)
+            .open(&samples_path)
+            .with_context(|| format!("opening {}", samples_path.display()))?;
+        B::seed(&device, plan.seed);
+        Ok(Self {
+            rng: ChaCha8Rng::seed_from_u64(plan.seed),
+            eval_rng: ChaCha8Rng::seed_from_u64(plan.seed ^ 0x5eed_e7a1),
+            optimizer: optimizer::<B>(&plan),
+            plan,
+            device,
+            tokenizer,
+            base,
+            policy,
+            proposal,
+            sampler,
+            target,
+            estimator,
+            z: ZLog::new(),
+            step: 0,
+            samples_seen: 0,
+            metrics,
+            samples_file,
+            started: Instant::now(),
+        })
+    }
+
+    fn inner_device(&self) -> burn::tensor::Device<B::InnerBackend> {
+        self.device.clone()
+    }
+
+    /// Fits λ on `lambda_fit.samples` samples of a (q = a at the start).
+    fn fit_lambda(&mut self) -> Result<()> {
+        let Some(settings) = self.plan.lambda_fit else { return Ok(()) };
+        if !self.target.needs_fit() {
+            return Ok(());
+        }
+        let n = settings.samples as usize;
+        let r = self.sampler.draw(&self.base, n, &self.tokenizer, &mut self.eval_rng)?;
+        let scores = self.target.score(&r.samples())?;
+        let log_a = rollout::log_probs(&self.base, &r, &self.inner_device())?;
+        let report = self.target.fit_lambda(&settings, &r.log_sampler, &log_a, &scores)?;
+        log::info!(
+            "λ = {:?} after {} iterations (max |μ̂ − μ̄| = {:.2e}, ESS {:.0} of {n}, {})",
+            report.lambda,
+            report.iterations,
+            report.residual,
+            report.ess,
+            if report.converged { "converged" } else { "NOT converged" }
+        );
+        Ok(())
+    }
+
+    /// The proposal check (METHODS §4) on fresh q samples; q ← π when π is closer to p.
+    fn check_proposal(&mut self, settings: &Proposal) -> Result<Option<bool>> {
+        let Some(q) = &self.proposal else { return Ok(None) };
+        let criterion = match settings.criterion {
+            crate::config::ProposalCriterion::Never => return Ok(None),
+            crate::config::ProposalCriterion::Interval => ProposalCriterion::Interval,
+            crate::config::ProposalCriterion::Kl => ProposalCriterion::Kl,
+            crate::config::ProposalCriterion::Tvd => ProposalCriterion::Tvd,
+        };
+        let rule = ProposalUpdate {
+            criterion,
+            interval: settings.interval as usize,
+            // One-sided test at level α: the improvement must exceed z_{1−α} standard errors.
+            min_z_score: settings.significance_level.map(normal_quantile_upper),
+        };
+        let q = q.clone();
+        let inner = self.inner_device();
+        let r = self.sampler.draw(
+            &q,
+            settings.samples as usize,
+            &self.tokenizer,
+            &mut self.eval_rng,
+        )?;
+        let log_a = rollout::log_probs(&self.base, &r, &inner)?;
+        let scores = self.target.score(&r.samples())?;
+        let log_p = self.target.log_target(&log_a, &scores)?;
+        let log_pi = rollout::log_probs(&self.policy.valid(), &r, &inner)?;
+        self.z.push(&log_p, &r.log_sampler)?;
+        let Some(log_z) = self.z.log_z() else { return Ok(Some(false)) };
+        let decision = rule.decide(&log_p, &r.log_sampler, &log_pi, log_z)?;
+        if decision.update {
+            self.proposal = Some(self.policy.valid());
+            self.z.new_proposal();
+        }
+        log::info!("step {}: proposal check, q ← π: {}", self.step, decision.update);
+        Ok(Some(decision.update))
+    }
+
+    fn write_record(&mut self, mut record: EvalRecord, step: Option<&StepReport>) -> Result<()> {
+        if let Some(s) = step {
+            record.extra.extend(eval::step_metrics(s));
+        }
+        self.metrics.append(&record)?;
+        Ok(())
+    }
+
+    /// Writes plots, the summary table and the final policy.
+    fn finish(&mut self) -> Result<PathBuf> {
+        let records = read_metrics(&self.plan.output_dir.join(METRICS_FILE))?;
+        let targets = self.target.targets();
+        render_plots(&records, &targets, &self.plan.output_dir.join(PLOTS_DIR))?;
+        if let (Some(first), Some(last)) = (records.first(), records.last()) {
+            println!("{}", summary_table(first, last, &targets));
+        }
+        let dir = self.plan.output_dir.join(FINAL_DIR);
+        self.policy.valid().save_hf_dir(&dir).context("exporting the final policy")?;
+        self.tokenizer.save(dir.join("tokenizer.json")).context("exporting the tokenizer")?;
+        Ok(dir)
+    }
+}
+
+/// `z` with `P(N(0,1) > z) = alpha`, by bisection on erfc (called once per run).
+fn normal_quantile_upper(alpha: f64) -> f64 {
+    let tail = |z: f64| 0.5 * libm_erfc(z / std::f64::consts::SQRT_2);
+    let (mut lo, mut hi) = (-10.0, 10.0);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if tail(mid) > alpha { lo = mid } else { hi = mid }
+    }
+    0.5 * (lo + hi)
+}
+
+/// erfc by the Numerical Recipes Chebyshev fit (relative error < 1.2e-7).
+fn libm_erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+            .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// Runs the plan's training on backend `B` (see [`crate::backend`]), or continues it from a
+/// checkpoint.
+pub fn run<B: AutodiffBackend>(
+    plan: &Plan,
+    device: B::Device,
+    options: &RunOptions,
+) -> Result<RunSummary> {
+    let mut run = Run::<B>::new(plan.clone(), device, options.resume.is_none())?;
+    match &options.resume {
+        Some(dir) => run.resume(dir)?,
+        None => {
+            run.fit_lambda()?;
+            let record = run.evaluate()?;
+            run.write_record(record, None)?;
+        }
+    }
+    let last = options.stop_after.unwrap_or(plan.steps).min(plan.steps);
+    let mut records = Vec::new();
+    while run.step < last {
+        let report = match run.train_step() {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(nan) = e.downcast_ref::<NonFiniteLoss>() {
+                    log::error!("{nan}");
+                }
+                return Err(e);
+            }
+        };
+        let step = run.step;
+        if let Some(p) = plan.proposal
+            && step.is_multiple_of(p.interval)
+        {
+            run.check_proposal(&p)?;
+        }
+        let due = step.is_multiple_of(plan.eval.interval) || step == last;
+        if due {
+            let record = run.evaluate()?;
+            records.push(record.clone());
+            run.write_record(record, Some(&report))?;
+        }
+        if step.is_multiple_of(plan.checkpoint_interval) || step == last {
+            run.save_checkpoint()?;
+        }
+        log::info!(
+            "step {step}/{}: loss {:.4e}, lr {:.2e}",
+            plan.steps,
+            report.stats.loss,
+            report.lr
+        );
+    }
+    let final_dir = (run.step == plan.steps).then(|| run.finish()).transpose()?;
+    Ok(RunSummary { steps: run.step, records, final_dir, lambda: run.target.lambda().to_vec() })
+}
+
+/// `tilt train` as a [`Job`](crate::backend::Job) for [`launch`](crate::backend::launch).
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// The plan.
+    pub plan: Plan,
+    /// Resume and stop options.
+    pub options: RunOptions,
+}
+
+impl crate::backend::Job for TrainJob {
+    type Output = RunSummary;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<RunSummary> {
+        run::<B>(&self.plan, device, &self.options)
+    }
+}

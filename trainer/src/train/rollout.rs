@@ -1,0 +1,216 @@
+//! Sampling: draw sequences from a model with the one sampler, decode them once, and keep
+//! everything later passes need (token ids, masks, the sampled distribution's log-probs).
+
+use anyhow::{Context, Result};
+use burn::tensor::backend::Backend;
+use rand::RngCore;
+use tilt_constraints::Sample;
+use tilt_policies::{Gpt2, Gpt2Tokenizer, SamplingConfig, SequenceBatch, StopMode, Warper};
+
+use crate::plan::Sampling;
+
+/// One chunk of sampled sequences, in the sampler's row layout `[rows, prompt_len + steps]`.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Token ids, row-major.
+    pub token_ids: Vec<u32>,
+    /// Real tokens.
+    pub attention_mask: Vec<bool>,
+    /// Generated (scored) tokens, same layout as `token_ids`.
+    pub score_mask: Vec<bool>,
+    /// Rows.
+    pub rows: usize,
+    /// Padded prompt length.
+    pub prompt_len: usize,
+    /// Decoding steps.
+    pub steps: usize,
+}
+
+impl Chunk {
+    /// The chunk as a scoring batch on any backend (no device read-back).
+    pub fn batch<B: Backend>(&self, device: &B::Device) -> Result<SequenceBatch<B>> {
+        let width = self.prompt_len + self.steps;
+        SequenceBatch::from_host(
+            &self.token_ids,
+            &self.attention_mask,
+            &self.score_mask,
+            [self.rows, width],
+            device,
+        )
+        .context("rebuilding a sampled batch")
+    }
+}
+
+/// Sequences drawn from one model, decoded, with their log-probabilities under the distribution
+/// actually sampled from (after temperature / top-k / top-p) and under the unwarped model.
+#[derive(Debug, Clone, Default)]
+pub struct Rollout {
+    /// The sampled chunks, in order (sample i of the rollout is row i of their concatenation).
+    pub chunks: Vec<Chunk>,
+    /// Generated token ids per sample (prompt excluded).
+    pub tokens: Vec<Vec<u32>>,
+    /// Decoded texts (special tokens skipped).
+    pub texts: Vec<String>,
+    /// Whether each sample ended with end-of-text.
+    pub eos: Vec<bool>,
+    /// `log q(x)`: sequence log-prob under the sampled (warped) distribution.
+    pub log_sampler: Vec<f64>,
+    /// Sequence log-prob under the unwarped model.
+    pub log_model: Vec<f64>,
+    /// Per-token log-probs under the sampled distribution, row-major `[n, steps]`, 0 where
+    /// not generated (every chunk has the same `steps` when sampling a fixed length).
+    pub token_log_sampler: Vec<f64>,
+    /// Generated-token mask `[n, steps]`.
+    pub generated_mask: Vec<bool>,
+}
+
+impl Rollout {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// The samples as features see them.
+    pub fn samples(&self) -> Vec<Sample<'_>> {
+        (0..self.len()).map(|i| Sample::new(&self.texts[i], &self.tokens[i], self.eos[i])).collect()
+    }
+
+    /// Decoding steps of the chunks (they agree: all chunks use the same `max_new_tokens`
+    /// unless every row stopped early, which per-token estimators reject).
+    pub fn steps(&self) -> usize {
+        self.chunks.iter().map(|c| c.steps).max().unwrap_or(0)
+    }
+}
+
+/// What the sampler needs besides the model: prompt ids, settings and the tokenizer.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    /// The prompt's token ids (the end-of-text token alone by default).
+    pub prompt: Vec<u32>,
+    /// Sampler settings.
+    pub config: SamplingConfig,
+    /// Rows per sampling call.
+    pub chunk: usize,
+}
+
+impl Sampler {
+    /// The training sampler of a plan.
+    pub fn new(sampling: &Sampling, tokenizer: &Gpt2Tokenizer, chunk: usize) -> Result<Self> {
+        let prompt = match &sampling.prompt {
+            Some(text) => tokenizer.encode(text).context("tokenizing sampling.prompt")?,
+            None => vec![tokenizer.eos_token_id()],
+        };
+        anyhow::ensure!(!prompt.is_empty(), "sampling.prompt tokenizes to nothing");
+        let warper = Warper {
+            temperature: sampling.temperature,
+            top_k: sampling.top_k.map(|k| k as usize),
+            top_p: (sampling.top_p < 1.0).then_some(sampling.top_p),
+        };
+        let base = if sampling.stop_at_eos {
+            SamplingConfig::until_eos(sampling.new_tokens as usize)
+        } else {
+            SamplingConfig::fixed_length(sampling.new_tokens as usize)
+        };
+        Ok(Self { prompt, config: base.with_warper(warper), chunk: chunk.max(1) })
+    }
+
+    /// The same sampler with nucleus mass `top_p` (evaluation).
+    pub fn with_top_p(&self, top_p: f64) -> Self {
+        let mut s = self.clone();
+        s.config.warper.top_p = (top_p < 1.0).then_some(top_p);
+        s
+    }
+
+    /// Whether samples have a fixed number of tokens.
+    pub fn fixed_length(&self) -> bool {
+        self.config.stop == StopMode::FixedLength
+    }
+
+    /// Draws `n` samples from `model` in chunks, decoding each once.
+    pub fn draw<B: Backend>(
+        &self,
+        model: &Gpt2<B>,
+        n: usize,
+        tokenizer: &Gpt2Tokenizer,
+        rng: &mut dyn RngCore,
+    ) -> Result<Rollout> {
+        let mut out = Rollout::default();
+        let mut left = n;
+        while left > 0 {
+            let rows = left.min(self.chunk);
+            let prompts = vec![self.prompt.clone(); rows];
+            let s = model.sample(&prompts, &self.config, rng).context("sampling")?;
+            let generated = s.generated();
+            for ids in &generated {
+                out.texts.push(tokenizer.decode(ids, true).context("decoding a sample")?);
+                let eos = self.config.stop == StopMode::AtEos
+                    && ids.last().is_some_and(|&t| t == tokenizer.eos_token_id());
+                out.eos.push(eos);
+            }
+            out.tokens.extend(generated);
+            out.log_sampler.extend(s.sequence_sampling_log_probs().iter().map(|&v| f64::from(v)));
+            out.log_model.extend(s.sequence_model_log_probs().iter().map(|&v| f64::from(v)));
+            out.token_log_sampler.extend(s.sampling_log_probs.iter().map(|&v| f64::from(v)));
+            out.generated_mask.extend_from_slice(&s.generated_mask);
+            let width = s.prompt_len + s.steps;
+            let mut score_mask = vec![false; rows * width];
+            for r in 0..rows {
+                for t in 0..s.steps {
+                    score_mask[r * width + s.prompt_len + t] = s.generated_mask[r * s.steps + t];
+                }
+            }
+            out.chunks.push(Chunk {
+                token_ids: s.token_ids,
+                attention_mask: s.attention_mask,
+                score_mask,
+                rows,
+                prompt_len: s.prompt_len,
+                steps: s.steps,
+            });
+            left -= rows;
+        }
+        Ok(out)
+    }
+}
+
+/// Sequence log-probs of every sample of `rollout` under `model` (no gradient: call it with a
+/// model on the inner backend), one forward pass per chunk.
+pub fn log_probs<B: Backend>(
+    model: &Gpt2<B>,
+    rollout: &Rollout,
+    device: &B::Device,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(rollout.len());
+    for chunk in &rollout.chunks {
+        let lp = model.log_prob(&chunk.batch::<B>(device)?);
+        out.extend(lp.into_data().iter::<f64>());
+    }
+    Ok(out)
+}
+
+/// Per-token log-probs of the generated tokens under `model`, row-major `[n, steps]` aligned
+/// with [`Rollout::generated_mask`] (0 elsewhere).
+pub fn token_log_probs<B: Backend>(
+    model: &Gpt2<B>,
+    rollout: &Rollout,
+    device: &B::Device,
+) -> Result<Vec<f64>> {
+    let steps = rollout.steps();
+    let mut out = Vec::with_capacity(rollout.len() * steps);
+    for chunk in &rollout.chunks {
+        anyhow::ensure!(chunk.steps == steps, "per-token scores need equal-length chunks");
+        let lp = model.token_log_probs(&chunk.batch::<B>(device)?);
+        let width = chunk.prompt_len + chunk.steps;
+        let values: Vec<f64> = lp.into_data().iter::<f64>().collect();
+        for r in 0..chunk.rows {
+            let row = &values[r * width + chunk.prompt_len..(r + 1) * width];
+            out.extend_from_slice(row);
+        }
+    }
+    Ok(out)
+}

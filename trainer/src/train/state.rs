@@ -1,0 +1,128 @@
+//! Checkpoints and resume: π, q and the optimizer state as burn records (parameter ids
+//! included, so the optimizer's moments find their parameters again), the Z tracker, λ, the
+//! RNG states and the step, written atomically with the trainer's checkpoint helpers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::Optimizer;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{METRICS_FILE, Run};
+use crate::checkpoint::{CheckpointWriter, RngState, TrainingState, prune, resolve};
+use crate::report::MetricsLog;
+
+type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
+
+/// The ChaCha8 state as bytes: seed (32), stream (8, LE), word position (16, LE).
+fn rng_bytes(rng: &ChaCha8Rng) -> Vec<u8> {
+    let mut b = rng.get_seed().to_vec();
+    b.extend_from_slice(&rng.get_stream().to_le_bytes());
+    b.extend_from_slice(&rng.get_word_pos().to_le_bytes());
+    b
+}
+
+fn rng_from(state: &RngState) -> Result<ChaCha8Rng> {
+    let b = state
+        .bytes()
+        .filter(|b| b.len() == 56)
+        .with_context(|| format!("checkpoint RNG state `{}` is malformed", state.name))?;
+    let seed: [u8; 32] = b[..32].try_into().expect("32 bytes");
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(u64::from_le_bytes(b[32..40].try_into().expect("8 bytes")));
+    rng.set_word_pos(u128::from_le_bytes(b[40..56].try_into().expect("16 bytes")));
+    Ok(rng)
+}
+
+impl<B: AutodiffBackend> Run<B> {
+    /// Writes `checkpoints/step-N/` and prunes old ones.
+    pub(super) fn save_checkpoint(&mut self) -> Result<()> {
+        let root = self.plan.checkpoints_dir();
+        let mut w = CheckpointWriter::begin(&root, self.step)?;
+        let rec = Rec::default();
+        let policy = rec.record(self.policy.clone().into_record(), ()).context("recording π")?;
+        w.add_file("policy", "policy.mpk", &policy)?;
+        if let Some(q) = &self.proposal {
+            let q = rec.record(q.clone().into_record(), ()).context("recording q")?;
+            w.add_file("proposal", "proposal.mpk", &q)?;
+        }
+        let opt = rec.record(self.optimizer.to_record(), ()).context("recording the optimizer")?;
+        w.add_file("optimizer", "optimizer.mpk", &opt)?;
+        w.add_file("z_tracker", "z_tracker.bin", &self.z.to_bytes())?;
+        let mut trackers = BTreeMap::new();
+        trackers.insert("z_tracker".to_owned(), self.z.summary());
+        let state = TrainingState {
+            step: self.step,
+            samples_seen: self.samples_seen,
+            lambda: self.target.lambda().to_vec(),
+            trackers,
+            rng: vec![
+                RngState::new("sampler", "chacha8", &rng_bytes(&self.rng)),
+                RngState::new("eval", "chacha8", &rng_bytes(&self.eval_rng)),
+            ],
+            config_hash: self.plan.config_hash.clone(),
+        };
+        let dir = w.commit(state)?;
+        prune(&root, self.plan.checkpoint_keep_last as usize)?;
+        log::info!("checkpoint {}", dir.display());
+        Ok(())
+    }
+
+    /// Restores everything [`save_checkpoint`](Self::save_checkpoint) wrote.
+    pub(super) fn resume(&mut self, dir: &Path) -> Result<()> {
+        let ck = resolve(dir).with_context(|| format!("cannot resume from {}", dir.display()))?;
+        let m = ck.manifest();
+        if m.config_hash != self.plan.config_hash {
+            log::debug!("resuming with a config that differs from the checkpoint's");
+        }
+        let rec = Rec::default();
+        let read = |role: &str| -> Result<Vec<u8>> {
+            let path = ck.file(role).with_context(|| format!("checkpoint has no `{role}`"))?;
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        let policy = rec.load(read("policy")?, &self.device).context("loading π")?;
+        self.policy = self.policy.clone().load_record(policy);
+        if let Some(q) = self.proposal.take() {
+            let r = rec.load(read("proposal")?, &self.device).context("loading q")?;
+            self.proposal = Some(q.load_record(r));
+        }
+        let opt = rec.load(read("optimizer")?, &self.device).context("loading the optimizer")?;
+        self.optimizer = super::optimizer::<B>(&self.plan).load_record(opt);
+        self.z = super::ztrack::ZLog::from_bytes(&read("z_tracker")?)?;
+        if !m.lambda.is_empty() {
+            self.target.set_lambda(m.lambda.clone())?;
+        }
+        let rng = |name: &str| {
+            m.rng
+                .iter()
+                .find(|r| r.name == name)
+                .with_context(|| format!("checkpoint has no RNG `{name}`"))
+                .and_then(rng_from)
+        };
+        self.rng = rng("sampler")?;
+        self.eval_rng = rng("eval")?;
+        self.step = m.step;
+        self.samples_seen = m.samples_seen;
+        if self.step > self.plan.steps {
+            bail!(
+                "the checkpoint is at step {}, past the run's {} steps",
+                self.step,
+                self.plan.steps
+            );
+        }
+        self.metrics = MetricsLog::resume(&self.plan.output_dir.join(METRICS_FILE), self.step)?;
+        log::info!("resumed from {} at step {}", ck.dir().display(), self.step);
+        Ok(())
+    }
+}
+
+/// Resolves `dir` to the checkpoint a resume would read (for messages).
+pub fn resume_from(dir: &Path) -> Result<(std::path::PathBuf, u64)> {
+    let ck = resolve(dir)?;
+    Ok((ck.dir().to_owned(), ck.manifest().step))
+}

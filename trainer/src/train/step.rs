@@ -1,0 +1,268 @@
+//! One optimizer step: sample, score once, estimator advantages on the whole batch, gradient
+//! accumulation over forward minibatches, optimizer step, estimator and Z updates.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use tilt_estimators::{
+    AdaptiveKlController, ChiSquare, Dpg, Estimator, EstimatorOutput, FDpg, ForwardKl,
+    JensenShannon, KlControl, Reinforce, ReverseKl, RewardBaseline, ScoredBatch, StepStats,
+    TotalVariation,
+};
+use tilt_policies::Gpt2;
+
+use super::Run;
+use super::rollout::{self, Rollout};
+use super::target::FeatureScores;
+use crate::config::{FDivergence, KlPenalty};
+use crate::plan::{Beta, Estimator as EstimatorPlan, ReinforceBaseline};
+
+/// What a training step reports.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    /// The estimator's statistics on the batch.
+    pub stats: StepStats,
+    /// The learning rate used.
+    pub lr: f64,
+    /// E\[φ\] on the training batch (from the sampler: q off-policy, π on-policy).
+    pub batch_moments: BTreeMap<String, f64>,
+    /// `log Z` the estimator used.
+    pub log_z: Option<f64>,
+}
+
+/// The loss was NaN or infinite: the run stops, keeping its last good checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the loss is {value} at step {step}: training stopped (the last good checkpoint is kept; \
+     try a lower optimizer.lr or normalize_by_z = true)"
+)]
+pub struct NonFiniteLoss {
+    /// The step (from 1) whose loss was not finite.
+    pub step: u64,
+    /// The loss value.
+    pub value: f64,
+}
+
+/// The estimator of a plan, as a trait object.
+pub fn build_estimator<B: AutodiffBackend>(e: &EstimatorPlan) -> Result<Box<dyn Estimator<B>>> {
+    Ok(match *e {
+        EstimatorPlan::Reinforce { baseline } => Box::new(Reinforce::new(match baseline {
+            ReinforceBaseline::None => RewardBaseline::None,
+            ReinforceBaseline::Mean => RewardBaseline::BatchMean,
+            ReinforceBaseline::LeaveOneOut => RewardBaseline::LeaveOneOut,
+        })),
+        EstimatorPlan::KlControl { beta, penalty, ppo } => {
+            let kl = match beta {
+                Beta::Fixed(b) => KlControl::fixed(b),
+                Beta::Adaptive { init, target, horizon } => {
+                    KlControl::adaptive(AdaptiveKlController::new(init, target, horizon as f64)?)
+                }
+            };
+            let kl = kl.with_penalty(match penalty {
+                KlPenalty::Sequence => tilt_estimators::KlPenalty::Sequence,
+                KlPenalty::PerToken => tilt_estimators::KlPenalty::PerToken,
+            });
+            match ppo {
+                Some(p) => {
+                    anyhow::ensure!(
+                        p.epochs == 1,
+                        "estimator.ppo_epochs = {} is not implemented (only 1 epoch per batch)",
+                        p.epochs
+                    );
+                    Box::new(kl.with_clip(p.clip))
+                }
+                None => Box::new(kl),
+            }
+        }
+        EstimatorPlan::Dpg { baseline_z, normalize_by_z } => {
+            let d = if baseline_z { Dpg::on_policy_baseline() } else { Dpg::on_policy() };
+            Box::new(if normalize_by_z { d.normalized() } else { d })
+        }
+        EstimatorPlan::Gdc { normalize_by_z } => {
+            Box::new(if normalize_by_z { Dpg::gdc().normalized() } else { Dpg::gdc() })
+        }
+        EstimatorPlan::GdcPp { normalize_by_z } => Box::new(if normalize_by_z {
+            Dpg::gdc_plus_plus().normalized()
+        } else {
+            Dpg::gdc_plus_plus()
+        }),
+        EstimatorPlan::Fdpg { divergence, baseline_window, on_policy, .. } => {
+            fn make<B: AutodiffBackend, F: tilt_estimators::FDivergence + 'static>(
+                f: F,
+                window: Option<u64>,
+                on_policy: bool,
+            ) -> Box<dyn Estimator<B>> {
+                let mut e = FDpg::new(f);
+                if !on_policy {
+                    e = e.off_policy();
+                }
+                if let Some(w) = window {
+                    e = e.with_baseline(w as usize);
+                }
+                Box::new(e)
+            }
+            match divergence {
+                FDivergence::Kl => make(ForwardKl, baseline_window, on_policy),
+                FDivergence::Rkl => make(ReverseKl, baseline_window, on_policy),
+                FDivergence::Js => make(JensenShannon, baseline_window, on_policy),
+                FDivergence::Tv => make(TotalVariation, baseline_window, on_policy),
+                FDivergence::Chi2 => make(ChiSquare, baseline_window, on_policy),
+            }
+        }
+    })
+}
+
+/// Host values of one training batch, scored once.
+struct Scored {
+    rollout: Rollout,
+    scores: FeatureScores,
+    log_a: Vec<f64>,
+    log_q: Vec<f64>,
+    log_pi: Vec<f64>,
+    log_target: Vec<f64>,
+    /// Per-token inputs of the per-token KL-control: (log π_t from the sampler, log a_t).
+    tokens: Option<(Vec<f64>, Vec<f64>)>,
+}
+
+fn per_token(e: &EstimatorPlan) -> bool {
+    matches!(e, EstimatorPlan::KlControl { penalty: KlPenalty::PerToken, .. })
+}
+
+impl<B: AutodiffBackend> Run<B> {
+    /// Samples the training batch and computes every host score once.
+    fn sample_and_score(&mut self) -> Result<Scored> {
+        let n = self.plan.batch_size as usize;
+        let sampler_model = match &self.proposal {
+            Some(q) => q.clone(),
+            None => self.policy.valid(),
+        };
+        let rollout = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.rng)?;
+        let inner = self.inner_device();
+        let log_a = rollout::log_probs(&self.base, &rollout, &inner)?;
+        let scores = self.target.score(&rollout.samples())?;
+        let log_target = self.target.log_target(&log_a, &scores)?;
+        let log_q = rollout.log_sampler.clone();
+        // Importance weights need the distribution sampled from: on-policy that is π itself
+        // (the sampler's log-probs); off-policy π is scored on q's samples without dropout.
+        let log_pi = if self.proposal.is_some() {
+            rollout::log_probs(&self.policy.valid(), &rollout, &inner)?
+        } else {
+            log_q.clone()
+        };
+        let tokens = if per_token(&self.plan.estimator) {
+            anyhow::ensure!(
+                self.sampler.fixed_length(),
+                "per-token KL-control needs fixed-length samples"
+            );
+            let a = rollout::token_log_probs(&self.base, &rollout, &inner)?;
+            Some((rollout.token_log_sampler.clone(), a))
+        } else {
+            None
+        };
+        Ok(Scored { rollout, scores, log_a, log_q, log_pi, log_target, tokens })
+    }
+
+    /// The estimator's output on the whole batch, with `log π` detached: advantages and
+    /// statistics for every sample (batch-level baselines see the whole batch).
+    fn advantages(&self, s: &Scored, log_z: Option<f64>) -> Result<EstimatorOutput<B>> {
+        let n = s.log_pi.len();
+        let device = self.device.clone();
+        let log_pi: Tensor<B, 1> =
+            Tensor::from_data(TensorData::new(s.log_pi.clone(), [n]), &device);
+        let mut batch = ScoredBatch::with_host_log_pi(log_pi, s.log_pi.clone())?
+            .with_log_q(s.log_q.clone())?
+            .with_log_a(s.log_a.clone())?;
+        if self.plan.estimator.is_distribution_matching() {
+            batch = batch.with_log_target(s.log_target.clone())?;
+        }
+        if let Some(r) = &s.scores.reward {
+            batch = batch.with_reward(r.clone())?;
+        }
+        if let Some(z) = log_z {
+            batch = batch.with_log_z(z);
+        }
+        if let Some((lp, la)) = &s.tokens {
+            let t = s.rollout.steps();
+            let tok: Tensor<B, 2> = Tensor::from_data(TensorData::new(lp.clone(), [n, t]), &device);
+            batch = batch
+                .with_token_log_pi(tok, s.rollout.generated_mask.clone())?
+                .with_token_log_a(la.clone())?;
+        }
+        Ok(self.estimator.loss(&batch)?)
+    }
+
+    /// Accumulates `∇ −(1/m) Σ_i A_i log π(x_i)` over forward minibatches, `log π` recomputed
+    /// differentiably (with dropout) per minibatch; per-token advantages weight each token.
+    fn accumulate(&self, s: &Scored, out: &EstimatorOutput<B>) -> Result<GradientsParams> {
+        let m = out.stats.n_used.max(1) as f64;
+        let mut acc = GradientsAccumulator::<Gpt2<B>>::new();
+        let mut row = 0;
+        for chunk in &s.rollout.chunks {
+            let batch = chunk.batch::<B>(&self.device)?;
+            for start in (0..chunk.rows).step_by(self.plan.minibatch_size as usize) {
+                let end = (start + self.plan.minibatch_size as usize).min(chunk.rows);
+                let mb = batch.rows(start, end);
+                let rows = end - start;
+                let loss = match &out.token_advantages {
+                    Some(g) => {
+                        let t = chunk.steps;
+                        let lp = self.policy.token_log_probs(&mb);
+                        let width = chunk.prompt_len + t;
+                        let lp = lp.slice([0..rows, chunk.prompt_len..width]);
+                        let w: Vec<f64> =
+                            g[(row + start) * t..(row + end) * t].iter().map(|v| -v / m).collect();
+                        let w: Tensor<B, 2> =
+                            Tensor::from_data(TensorData::new(w, [rows, t]), &self.device);
+                        (lp * w).sum()
+                    }
+                    None => {
+                        let lp = self.policy.log_prob(&mb);
+                        let w: Vec<f64> =
+                            out.advantages[row + start..row + end].iter().map(|a| -a / m).collect();
+                        let w: Tensor<B, 1> =
+                            Tensor::from_data(TensorData::new(w, [rows]), &self.device);
+                        (lp * w).sum()
+                    }
+                };
+                let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
+                acc.accumulate(&self.policy, grads);
+            }
+            row += chunk.rows;
+        }
+        Ok(acc.grads())
+    }
+
+    /// One optimizer step (`self.step` counts completed steps; this is step `self.step + 1`).
+    pub(super) fn train_step(&mut self) -> Result<StepReport> {
+        // Dropout draws from burn's process-global RNG, whose state cannot be saved: reseeding
+        // it from (seed, step) makes a resumed run drop the same units.
+        B::seed(&self.device, self.plan.seed.wrapping_add(self.step));
+        let s = self.sample_and_score()?;
+        let log_z = match self.z.log_z() {
+            Some(z) => Some(z),
+            None => tilt_ebm::estimate_log_z(&tilt_ebm::log_weights(&s.log_target, &s.log_q)?)
+                .ok()
+                .map(|e| e.log_z)
+                .filter(|z| z.is_finite()),
+        };
+        let out = self.advantages(&s, log_z).context("estimator")?;
+        let step = self.step + 1;
+        if !out.stats.loss.is_finite() {
+            return Err(NonFiniteLoss { step, value: out.stats.loss }.into());
+        }
+        let grads = self.accumulate(&s, &out)?;
+        let lr = self.plan.optimizer.lr * self.plan.schedule.factor(self.step);
+        let policy = self.policy.clone();
+        self.policy = self.optimizer.step(lr, policy, grads);
+        self.estimator.update(&out.stats);
+        // Z pools the training batches too (E_q[P/q] = Z for any q).
+        self.z.push(&s.log_target, &s.log_q).context("Z tracker")?;
+        self.step = step;
+        self.samples_seen += s.rollout.len() as u64;
+        Ok(StepReport { stats: out.stats, lr, batch_moments: s.scores.means(), log_z })
+    }
+}

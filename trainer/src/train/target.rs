@@ -1,0 +1,198 @@
+//! The target: the constraint plan's features, the EBM `P = a · b · exp(λ·φ)` with λ fitted on
+//! samples of a, and (reward maximisation) the reward R(x).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tilt_constraints::{ConstraintSpec, Feature, FeatureSpec, Sample};
+use tilt_ebm::{Ebm, FitReport, MomentFit, RowMatrix};
+
+use crate::plan::{LambdaFit, Plan, Reward};
+
+/// The reward of the reward-maximisation estimators.
+#[derive(Debug)]
+enum RewardFn {
+    /// `scale · Π b_i(x)`.
+    Constraints(f64),
+    /// `scale · φ(x)` of a feature of its own.
+    Feature(Box<dyn Feature>, f64),
+}
+
+/// Every feature value of a batch, computed once: per constraint (for E\[φ\]), and what the
+/// target needs (`log b`, the moment matrix), plus the reward.
+#[derive(Debug, Clone, Default)]
+pub struct FeatureScores {
+    /// φ per constraint name (pointwise b_i and moment features alike), per sample.
+    pub by_name: BTreeMap<String, Vec<f64>>,
+    /// `Σ_i log b_i(x)`: 0 or `-inf` per sample.
+    pub log_b: Vec<f64>,
+    /// The moment features, row-major `[n, moments]`.
+    pub moments: Vec<f64>,
+    /// R(x) (reward-maximisation runs only).
+    pub reward: Option<Vec<f64>>,
+}
+
+impl FeatureScores {
+    /// Mean φ per constraint name.
+    pub fn means(&self) -> BTreeMap<String, f64> {
+        self.by_name
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len().max(1) as f64))
+            .collect()
+    }
+}
+
+/// The constraints and the EBM they define.
+#[derive(Debug)]
+pub struct Target {
+    constraints: tilt_constraints::Plan,
+    reward: Option<RewardFn>,
+    ebm: Ebm,
+    /// The λ fit, when there were moment constraints to fit.
+    pub fit: Option<FitReport>,
+}
+
+/// Converts the config's raw `[[constraints]]` tables into specs and builds them.
+fn build_constraints(plan: &Plan, base_dir: &Path) -> Result<tilt_constraints::Plan> {
+    let specs: Vec<ConstraintSpec> = plan
+        .constraints
+        .iter()
+        .map(|t| toml::Value::Table(t.clone()).try_into::<ConstraintSpec>())
+        .collect::<Result<_, _>>()
+        .context("reading [[constraints]]")?;
+    tilt_constraints::build(&specs, base_dir).context("building the constraints")
+}
+
+fn build_reward(reward: &Reward, base_dir: &Path) -> Result<RewardFn> {
+    Ok(match reward {
+        Reward::Constraints { scale } => RewardFn::Constraints(*scale),
+        Reward::Feature { feature, scale } => {
+            let spec: FeatureSpec =
+                toml::Value::Table(feature.clone()).try_into().context("reading reward.feature")?;
+            RewardFn::Feature(spec.build("reward", base_dir)?, *scale)
+        }
+    })
+}
+
+impl Target {
+    /// Builds the constraints (paths relative to the config file's directory) and the reward.
+    /// λ is 0 until [`fit_lambda`](Self::fit_lambda) or [`set_lambda`](Self::set_lambda).
+    pub fn new(plan: &Plan) -> Result<Self> {
+        let base_dir = plan.config_file.parent().unwrap_or(Path::new("."));
+        let constraints = build_constraints(plan, base_dir)?;
+        let reward = plan.reward.as_ref().map(|r| build_reward(r, base_dir)).transpose()?;
+        // Reward maximisation has no λ: its target for the metrics is P = a · b.
+        let n_moments = if plan.lambda_fit.is_some() { constraints.moments.len() } else { 0 };
+        let ebm =
+            if n_moments == 0 { Ebm::pointwise(1) } else { Ebm::hybrid(1, vec![0.0; n_moments])? };
+        Ok(Self { constraints, reward, ebm, fit: None })
+    }
+
+    /// λ (empty without moment constraints).
+    pub fn lambda(&self) -> &[f64] {
+        self.ebm.lambda()
+    }
+
+    /// Replaces λ (resume).
+    pub fn set_lambda(&mut self, lambda: Vec<f64>) -> Result<()> {
+        self.ebm.set_lambda(lambda).context("restoring λ")
+    }
+
+    /// The moment targets μ̄ and the names of every constraint's target value (pointwise
+    /// constraints: 1), for reports.
+    pub fn targets(&self) -> BTreeMap<String, f64> {
+        let mut t: BTreeMap<String, f64> =
+            self.constraints.pointwise.iter().map(|c| (c.name.clone(), 1.0)).collect();
+        t.extend(self.constraints.moments.iter().map(|m| (m.name.clone(), m.target)));
+        t
+    }
+
+    /// Whether λ must be fitted.
+    pub fn needs_fit(&self) -> bool {
+        self.ebm.n_features() > 0
+    }
+
+    /// Scores every feature once.
+    pub fn score(&self, samples: &[Sample<'_>]) -> Result<FeatureScores> {
+        let n = samples.len();
+        let mut by_name = BTreeMap::new();
+        let mut log_b = vec![0.0; n];
+        for c in &self.constraints.pointwise {
+            let b = checked(c.feature.as_ref(), samples)?;
+            for (lb, v) in log_b.iter_mut().zip(&b) {
+                if *v != 1.0 {
+                    *lb = f64::NEG_INFINITY;
+                }
+            }
+            by_name.insert(c.name.clone(), b);
+        }
+        let k = self.constraints.moments.len();
+        let mut moments = vec![0.0; n * k];
+        for (j, m) in self.constraints.moments.iter().enumerate() {
+            let phi = checked(m.feature.as_ref(), samples)?;
+            for (i, v) in phi.iter().enumerate() {
+                moments[i * k + j] = *v;
+            }
+            by_name.insert(m.name.clone(), phi);
+        }
+        let reward = match &self.reward {
+            None => None,
+            Some(RewardFn::Constraints(scale)) => {
+                Some(log_b.iter().map(|lb| if *lb == 0.0 { *scale } else { 0.0 }).collect())
+            }
+            Some(RewardFn::Feature(f, scale)) => {
+                Some(checked(f.as_ref(), samples)?.into_iter().map(|v| v * scale).collect())
+            }
+        };
+        Ok(FeatureScores { by_name, log_b, moments, reward })
+    }
+
+    /// `log P(x) = log a(x) + log b(x) + λ·φ(x)` (moments ignored when λ is empty).
+    pub fn log_target(&self, log_a: &[f64], scores: &FeatureScores) -> Result<Vec<f64>> {
+        let n = log_a.len();
+        let d = self.ebm.n_features();
+        let features: &[f64] = if d == 0 { &[] } else { &scores.moments };
+        let out = self.ebm.log_scores(
+            log_a,
+            RowMatrix::new(&scores.log_b, n, 1)?,
+            RowMatrix::new(features, n, d)?,
+        )?;
+        Ok(out)
+    }
+
+    /// Fits λ on samples of q = a (`log_q` their sampled log-probs, `log_a` the base model's).
+    pub fn fit_lambda(
+        &mut self,
+        settings: &LambdaFit,
+        log_q: &[f64],
+        log_a: &[f64],
+        scores: &FeatureScores,
+    ) -> Result<&FitReport> {
+        let n = log_q.len();
+        let d = self.ebm.n_features();
+        // Pointwise factors enter the base: P = (a b) exp(λ·φ).
+        let log_ab: Vec<f64> = log_a.iter().zip(&scores.log_b).map(|(a, b)| a + b).collect();
+        let names = self.constraints.moment_names().iter().map(|s| s.to_string()).collect();
+        let report = MomentFit::new(self.constraints.targets())
+            .feature_names(names)
+            .tolerance(settings.tolerance)
+            .max_iterations(settings.max_iterations as usize)
+            .fit(log_q, &log_ab, RowMatrix::new(&scores.moments, n, d)?)
+            .context("fitting λ")?;
+        self.ebm.set_lambda(report.lambda.clone())?;
+        Ok(&*self.fit.insert(report))
+    }
+}
+
+fn checked(feature: &dyn Feature, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
+    let v = feature.score(samples).with_context(|| format!("scoring {}", feature.name()))?;
+    anyhow::ensure!(
+        v.len() == samples.len(),
+        "feature {} returned {} values for {} samples",
+        feature.name(),
+        v.len(),
+        samples.len()
+    );
+    Ok(v)
+}

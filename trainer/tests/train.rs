@@ -1,0 +1,226 @@
+//! End-to-end runs of the training loop on a tiny random GPT-2 (the committed tilt-mini
+//! tokenizer, 8,192 tokens), one per estimator, plus resume identity and the NaN stop.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use burn::backend::{Autodiff, Flex};
+use tilt_policies::{Gpt2Config, Gpt2Tokenizer, checkpoint::load_hf_dir};
+use tilt_trainer::plan::{Overrides, Plan};
+use tilt_trainer::report::read_metrics;
+use tilt_trainer::train::{NonFiniteLoss, RunOptions, run};
+
+type B = Autodiff<Flex>;
+
+/// burn's RNG (dropout) is process-global: runs go one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const TOKENIZER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tilt-mini/tokenizer.json");
+
+/// A tiny random GPT-2 with the tilt-mini vocabulary, saved with its tokenizer in `dir/base`.
+fn tiny_base(dir: &Path) -> PathBuf {
+    let tokenizer = Gpt2Tokenizer::from_file(TOKENIZER).unwrap();
+    let eos = tokenizer.eos_token_id() as usize;
+    let config = Gpt2Config::tiny()
+        .with_vocab_size(tokenizer.vocab_size())
+        .with_bos_token_id(eos)
+        .with_eos_token_id(eos);
+    let model = config.init_seeded::<Flex>(&Default::default(), 7);
+    let base = dir.join("base");
+    model.save_hf_dir(&base).unwrap();
+    tokenizer.save(base.join("tokenizer.json")).unwrap();
+    base
+}
+
+/// A run config: a pointwise constraint (the text has an `e`), a 50% moment (it has an `a`),
+/// `estimator` as given, 8 samples per step over 2 forward minibatches.
+fn config(dir: &Path, estimator: &str, steps: u64, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+output_dir = "out"
+seed = 3
+
+[model]
+base = "base"
+dropout = 0.0
+
+[[constraints]]
+name = "has_e"
+pointwise = true
+feature = {{ kind = "regex", pattern = "e" }}
+
+[[constraints]]
+name = "has_a"
+moment = 0.5
+feature = {{ kind = "regex", pattern = "a" }}
+
+[estimator]
+{estimator}
+
+[training]
+total_samples = {total}
+batch_size = 8
+minibatch_size = 4
+
+[optimizer]
+lr = 1e-3
+
+[schedule]
+warmup_steps = 1
+
+[sampling]
+new_tokens = 6
+
+[lambda_fit]
+samples = 128
+
+[eval]
+interval = 5
+samples = 32
+proposal_samples = 64
+self_bleu_samples = 8
+
+[checkpoint]
+interval = 5
+{extra}
+"#,
+        total = 8 * steps
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn plan(path: &Path) -> Plan {
+    Plan::load(path, &Overrides::default()).unwrap()
+}
+
+fn weights(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    load_hf_dir::<Flex>(dir, &Default::default()).unwrap().named_tensors()
+}
+
+/// Runs `steps` steps with `estimator` and checks the metrics are sane.
+fn sane_run(estimator: &str, extra: &str) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let plan = plan(&config(dir.path(), estimator, 5, extra));
+    let summary = run::<B>(&plan, Default::default(), &RunOptions::default()).unwrap();
+    assert_eq!(summary.steps, 5);
+    let final_dir = summary.final_dir.expect("the final policy is exported");
+    assert_eq!(weights(&final_dir).len(), weights(&dir.path().join("base")).len());
+    let records = read_metrics(&plan.output_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 5], "{estimator}");
+    for r in &records {
+        for (name, m) in &r.moments {
+            assert!((0.0..=1.0).contains(m), "{estimator}: E[{name}] = {m}");
+        }
+        assert_eq!(r.moments.len(), 2);
+        let kl_pi_a = r.kl_pi_a.expect("KL(π‖a)");
+        // π = a exactly at step 0 (no dropout): the estimate is 0 there.
+        if r.step == 0 {
+            assert!(kl_pi_a.abs() < 1e-4, "{estimator}: KL(π‖a) = {kl_pi_a} at step 0");
+        }
+        assert!(kl_pi_a > -0.5, "{estimator}: KL(π‖a) = {kl_pi_a}");
+        // 64 importance-sampled draws: the estimate is noisy but a KL, so not very negative.
+        let kl = r.kl_p_pi.expect("KL(p‖π)");
+        assert!(kl > -0.5 && kl.is_finite(), "{estimator}: KL(p‖π) = {kl}");
+        let z = r.z.expect("Z");
+        assert!(z > 0.0 && z.is_finite(), "{estimator}: Z = {z}");
+        assert!(r.z_stderr.unwrap().is_finite());
+        assert!(r.mean_log_a.unwrap() < 0.0);
+        assert!(r.distinct_1.unwrap() > 0.0 && r.self_bleu_3.unwrap() >= 0.0);
+        let tvd = r.tvd_p_pi.unwrap();
+        assert!((0.0..=1.5).contains(&tvd), "{estimator}: TVD = {tvd}");
+    }
+    let last = records.last().unwrap();
+    assert!(last.extra.contains_key("train/loss"), "{estimator}: {:?}", last.extra.keys());
+    assert!(plan.output_dir.join("samples.jsonl").metadata().unwrap().len() > 0);
+    assert!(plan.output_dir.join("plots").is_dir());
+    assert!(plan.checkpoints_dir().join("latest").is_file());
+}
+
+#[test]
+fn gdc_plus_plus_runs_end_to_end_with_sane_metrics() {
+    sane_run(r#"kind = "gdc_pp""#, "[proposal]\ninterval = 2");
+}
+
+#[test]
+fn gdc_runs() {
+    sane_run(r#"kind = "gdc""#, "[proposal]\ninterval = 2\ncriterion = \"interval\"");
+}
+
+#[test]
+fn on_policy_dpg_runs() {
+    sane_run("kind = \"dpg\"\nbaseline = \"z\"", "");
+}
+
+#[test]
+fn fdpg_runs() {
+    sane_run("kind = \"fdpg\"\ndivergence = \"js\"", "[proposal]\ninterval = 2");
+}
+
+#[test]
+fn reinforce_runs() {
+    sane_run("kind = \"reinforce\"\nbaseline = \"leave_one_out\"", "");
+}
+
+#[test]
+fn kl_control_runs() {
+    sane_run(r#"kind = "kl_control""#, "");
+}
+
+#[test]
+fn kl_control_sequence_fixed_beta_runs() {
+    sane_run(
+        "kind = \"kl_control\"\nkl_penalty = \"sequence\"\nbeta_control = \"fixed\"\nppo = false",
+        "",
+    );
+}
+
+/// 10 steps straight and 5 + resume + 5 give bit-identical weights.
+#[test]
+fn resume_gives_identical_weights() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let straight = tempfile::tempdir().unwrap();
+    tiny_base(straight.path());
+    let extra = "[proposal]\ninterval = 2";
+    let a = plan(&config(straight.path(), r#"kind = "gdc_pp""#, 10, extra));
+    run::<B>(&a, Default::default(), &RunOptions::default()).unwrap();
+
+    let split = tempfile::tempdir().unwrap();
+    tiny_base(split.path());
+    let b = plan(&config(split.path(), r#"kind = "gdc_pp""#, 10, extra));
+    let first = RunOptions { stop_after: Some(5), ..RunOptions::default() };
+    let s = run::<B>(&b, Default::default(), &first).unwrap();
+    assert_eq!((s.steps, s.final_dir.is_none()), (5, true));
+    let again = RunOptions { resume: Some(b.output_dir.clone()), ..RunOptions::default() };
+    let s = run::<B>(&b, Default::default(), &again).unwrap();
+    assert_eq!(s.steps, 10);
+
+    let wa = weights(&a.output_dir.join("final"));
+    let wb = weights(&b.output_dir.join("final"));
+    let base = weights(&straight.path().join("base"));
+    assert_ne!(wa, base, "training changed the weights");
+    assert_eq!(wa, wb, "resumed weights differ from the straight run's");
+    // The metrics log holds each evaluation once.
+    let steps: Vec<u64> =
+        read_metrics(&b.output_dir.join("metrics.jsonl")).unwrap().iter().map(|r| r.step).collect();
+    assert_eq!(steps, [0, 5, 10]);
+}
+
+/// A loss that overflows stops the run with [`NonFiniteLoss`] before any update.
+#[test]
+fn non_finite_loss_stops_cleanly() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    // R = 1e308 on accepted samples: −mean R log π overflows to inf.
+    let p = plan(&config(dir.path(), r#"kind = "reinforce""#, 5, "[reward]\nscale = 1e308"));
+    let err = run::<B>(&p, Default::default(), &RunOptions::default()).unwrap_err();
+    let nan = err.downcast_ref::<NonFiniteLoss>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!(nan.step, 1);
+    assert!(err.to_string().contains("training stopped"), "{err}");
+    assert!(!p.output_dir.join("final").exists());
+    assert!(!p.checkpoints_dir().join("step-00000001").exists());
+}
