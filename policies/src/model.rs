@@ -2,7 +2,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::gelu_approximate;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::SeedableRng;
@@ -36,9 +36,22 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         // gelu_new is GELU's tanh approximation.
-        let h = gelu_approximate(self.c_fc.forward(x));
+        let h = gelu_new(self.c_fc.forward(x));
         self.dropout.forward(self.c_proj.forward(h))
     }
+}
+
+/// `gelu_new`: `x/2 · (1 + tanh(u))` with `u = √(2/π) (x + 0.044715 x³)`, GELU's tanh
+/// approximation, computed as the identical `x · σ(2u)`.
+///
+/// burn's `gelu_approximate` costs about a sixth of a CPU training step on the flex backend:
+/// its `powf(3)`, and `tanh` (scalar `expm1`) with extra passes; `σ` is one `exp` per element,
+/// with a fused backward.
+fn gelu_new<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    const TWO_SQRT_2_OVER_PI: f64 =
+        2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+    let two_u = (x.clone() * x.clone() * 0.044715 + 1.0) * x.clone() * TWO_SQRT_2_OVER_PI;
+    x * sigmoid(two_u)
 }
 
 /// One pre-norm transformer block (`h.N`).
