@@ -52,6 +52,11 @@ impl AdaptiveKlController {
 
     /// One controller step after a batch of `n_samples` whose KL estimate was `kl`.
     /// A non-finite `kl` leaves β unchanged.
+    pub(crate) fn set_beta(&mut self, beta: f64) {
+        self.beta = beta;
+    }
+
+    /// Moves β toward the target (see the type's documentation).
     pub fn update(&mut self, kl: f64, n_samples: usize) {
         if !kl.is_finite() {
             return;

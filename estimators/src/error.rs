@@ -87,6 +87,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A saved estimator state (checkpoint) does not fit the estimator.
+    #[error("{estimator}: cannot restore the saved state: {reason}")]
+    InvalidState {
+        /// The estimator.
+        estimator: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An estimate from `tilt-ebm` (Z, divergences) failed.
     #[error(transparent)]
     Ebm(#[from] tilt_ebm::Error),

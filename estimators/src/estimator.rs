@@ -40,4 +40,24 @@ pub trait Estimator<B: Backend> {
     fn update(&mut self, stats: &StepStats) {
         let _ = stats;
     }
+
+    /// The state that [`update`](Self::update) changes, as numbers for a checkpoint (default:
+    /// none). [`restore`](Self::restore) of it gives an estimator that behaves identically.
+    fn state(&self) -> Vec<f64> {
+        Vec::new()
+    }
+
+    /// Restores a [`state`](Self::state) (default: only the empty state).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`](crate::Error::InvalidState) when `state` does not fit.
+    fn restore(&mut self, state: &[f64]) -> Result<()> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        Err(crate::Error::InvalidState {
+            estimator: self.name(),
+            reason: format!("it has no state, got {} numbers", state.len()),
+        })
+    }
 }

@@ -107,4 +107,28 @@ impl<B: Backend, F: FDivergence> Estimator<B> for FDpg<F> {
             avg.push(mean, count);
         }
     }
+
+    /// The moving-average baseline's state, if it has one.
+    fn state(&self) -> Vec<f64> {
+        self.baseline.as_ref().map(MovingAverage::to_state).unwrap_or_default()
+    }
+
+    fn restore(&mut self, state: &[f64]) -> Result<()> {
+        match &mut self.baseline {
+            None if state.is_empty() => Ok(()),
+            Some(avg) => {
+                *avg = MovingAverage::from_state(avg.window(), state).ok_or_else(|| {
+                    crate::Error::InvalidState {
+                        estimator: "f-DPG",
+                        reason: format!("not a moving-average state: {state:?}"),
+                    }
+                })?;
+                Ok(())
+            }
+            None => Err(crate::Error::InvalidState {
+                estimator: "f-DPG",
+                reason: format!("it has no baseline, got {} numbers", state.len()),
+            }),
+        }
+    }
 }

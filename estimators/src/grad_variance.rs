@@ -23,27 +23,62 @@ pub struct GradientVariance {
 /// The trace of the covariance of flattened per-sample gradients. Fails if there are none or
 /// their lengths differ.
 pub fn gradient_variance(per_sample: &[Vec<f64>]) -> Result<GradientVariance> {
-    let n = per_sample.len();
-    let first = per_sample.first().ok_or(Error::EmptyBatch { what: "gradient_variance" })?;
-    let d = first.len();
-    let mut mean = vec![0.0; d];
-    let mut mean_sq_norm = 0.0;
+    let mut acc = GradientVarianceAccumulator::new();
     for g in per_sample {
-        if g.len() != d {
+        acc.push(g)?;
+    }
+    acc.finish()
+}
+
+/// [`gradient_variance`] one gradient at a time, in memory for one gradient (per-sample
+/// gradients of a large model do not fit in memory together).
+#[derive(Debug, Clone, Default)]
+pub struct GradientVarianceAccumulator {
+    sum: Vec<f64>,
+    sum_sq_norm: f64,
+    n: usize,
+}
+
+impl GradientVarianceAccumulator {
+    /// No gradients yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one flattened per-sample gradient; it must have the length of the first.
+    pub fn push(&mut self, g: &[f64]) -> Result<()> {
+        if self.n == 0 {
+            self.sum = vec![0.0; g.len()];
+        } else if g.len() != self.sum.len() {
             return Err(Error::ShapeMismatch {
                 what: "per-sample gradient",
-                expected: d,
+                expected: self.sum.len(),
                 got: g.len(),
             });
         }
-        mean_sq_norm += g.iter().map(|x| x * x).sum::<f64>();
-        for (m, x) in mean.iter_mut().zip(g) {
-            *m += x;
+        self.sum_sq_norm += g.iter().map(|x| x * x).sum::<f64>();
+        for (s, x) in self.sum.iter_mut().zip(g) {
+            *s += x;
         }
+        self.n += 1;
+        Ok(())
     }
-    mean_sq_norm /= n as f64;
-    let sq_norm_of_mean = mean.iter().map(|m| (m / n as f64).powi(2)).sum::<f64>();
-    Ok(GradientVariance { trace: mean_sq_norm - sq_norm_of_mean, mean_sq_norm, sq_norm_of_mean, n })
+
+    /// The statistics of the gradients pushed so far (an error if none).
+    pub fn finish(&self) -> Result<GradientVariance> {
+        if self.n == 0 {
+            return Err(Error::EmptyBatch { what: "gradient_variance" });
+        }
+        let n = self.n as f64;
+        let mean_sq_norm = self.sum_sq_norm / n;
+        let sq_norm_of_mean = self.sum.iter().map(|s| (s / n).powi(2)).sum::<f64>();
+        Ok(GradientVariance {
+            trace: mean_sq_norm - sq_norm_of_mean,
+            mean_sq_norm,
+            sq_norm_of_mean,
+            n: self.n,
+        })
+    }
 }
 
 struct Flatten<'a, B: AutodiffBackend> {

@@ -270,4 +270,26 @@ impl<B: Backend> Estimator<B> for KlControl {
             c.update(kl, stats.n_used);
         }
     }
+
+    /// `[β]` when β is adaptive.
+    fn state(&self) -> Vec<f64> {
+        match &self.coefficient {
+            KlCoefficient::Adaptive(c) => vec![c.beta()],
+            KlCoefficient::Fixed(_) => Vec::new(),
+        }
+    }
+
+    fn restore(&mut self, state: &[f64]) -> Result<()> {
+        match (&mut self.coefficient, state) {
+            (KlCoefficient::Fixed(_), []) => Ok(()),
+            (KlCoefficient::Adaptive(c), &[beta]) if beta.is_finite() && beta > 0.0 => {
+                c.set_beta(beta);
+                Ok(())
+            }
+            _ => Err(crate::Error::InvalidState {
+                estimator: "kl_control",
+                reason: format!("expected the adaptive β alone, got {state:?}"),
+            }),
+        }
+    }
 }

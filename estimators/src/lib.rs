@@ -73,7 +73,10 @@ pub use crate::{
         TotalVariation,
     },
     f_dpg::FDpg,
-    grad_variance::{GradientVariance, flatten_gradients, gradient_variance, per_sample_gradients},
+    grad_variance::{
+        GradientVariance, GradientVarianceAccumulator, flatten_gradients, gradient_variance,
+        per_sample_gradients,
+    },
     kl_control::{KlCoefficient, KlControl, KlPenalty},
     moving_average::MovingAverage,
     proposal::{ProposalCriterion, ProposalDecision, ProposalUpdate},

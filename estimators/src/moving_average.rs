@@ -45,6 +45,31 @@ impl MovingAverage {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
 
+    /// The state as numbers: `[sum, count, (batch sum, batch count)...]`.
+    pub fn to_state(&self) -> Vec<f64> {
+        let mut v = vec![self.sum, self.count as f64];
+        for &(s, c) in &self.batches {
+            v.extend([s, c as f64]);
+        }
+        v
+    }
+
+    /// The average [`to_state`](Self::to_state) saved, with this average's window; `None` if
+    /// `state` is not such a state.
+    pub fn from_state(window: usize, state: &[f64]) -> Option<Self> {
+        let (&[sum, count], rest) = state.split_first_chunk::<2>()?;
+        if rest.len() % 2 != 0 || count < 0.0 || count.fract() != 0.0 {
+            return None;
+        }
+        let batches = rest.chunks(2).map(|b| (b[0], b[1] as usize)).collect();
+        Some(Self { window: window.max(1), batches, sum, count: count as usize })
+    }
+
+    /// The window, in values.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Number of values in the window.
     pub fn count(&self) -> usize {
         self.count
@@ -66,5 +91,12 @@ mod tests {
         assert_eq!((m.value(), m.count()), (Some(4.0), 4));
         m.push(f64::NAN, 3);
         assert_eq!(m.count(), 4);
+        let mut back = MovingAverage::from_state(4, &m.to_state()).unwrap();
+        assert_eq!((back.value(), back.count()), (m.value(), m.count()));
+        back.push(7.0, 2);
+        m.push(7.0, 2);
+        assert_eq!(back.to_state(), m.to_state());
+        assert!(MovingAverage::from_state(4, &[1.0]).is_none());
+        assert!(MovingAverage::from_state(4, &[1.0, 2.0, 3.0]).is_none());
     }
 }
