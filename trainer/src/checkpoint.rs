@@ -29,6 +29,8 @@ use sha2::{Digest, Sha256};
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
+/// The checkpoints' directory under a run's output directory.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
 /// The pointer file's name.
 pub const LATEST: &str = "latest";
 /// The value of the manifest's `format` field.
@@ -445,7 +447,7 @@ pub fn resolve(dir: &Path) -> Result<Checkpoint> {
     if dir.join(MANIFEST).exists() {
         return Checkpoint::read(dir);
     }
-    for root in [dir.to_owned(), dir.join("checkpoints")] {
+    for root in [dir.to_owned(), dir.join(CHECKPOINTS_DIR)] {
         if let Some(c) = Checkpoint::latest(&root)? {
             return Ok(c);
         }

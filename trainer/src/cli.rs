@@ -2,9 +2,11 @@
 //!
 //! Exit codes: 0 success; 1 the command failed while running (I/O, a diverged run, ...);
 //! 2 the input was wrong (command-line usage, an invalid config, a missing input file) or the
-//! command is not implemented yet.
+//! command is not implemented yet; 130 a run stopped by Ctrl-C (after writing a checkpoint).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
@@ -14,7 +16,8 @@ use crate::plan::{Overrides, Plan};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 the command failed while running; 2 wrong input (usage, invalid \
-config, missing file) or a command that is not implemented yet.
+config, missing file) or a command that is not implemented yet; 130 a training run stopped by \
+Ctrl-C (it writes a checkpoint first; `tilt train --resume DIR` continues it).
 
 A config is a TOML file (every field is documented in the tilt-trainer crate's `config` module); \
 `tilt check --config run.toml` validates one and prints the resulting plan.";
@@ -82,6 +85,14 @@ pub struct TrainArgs {
     /// Validate the config and print the plan, without training (same as `tilt check`).
     #[arg(long)]
     pub dry_run: bool,
+    /// Write the run here instead of the config's `output_dir` (the embedded demo's default:
+    /// `tilt-demo`).
+    #[arg(short, long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Start afresh even if the output directory holds an earlier run (its metrics, samples
+    /// and checkpoints are replaced).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Backend and device.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -241,33 +252,18 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
         Command::Check(args) => check(&args),
-        Command::Sample(_) => Err(NotImplemented {
-            command: "sample",
-            needs: "tilt-policies (model loading and the sampler)",
-        }
-        .into()),
-        Command::Eval(args) => {
-            load_plan(&args.config, &args.backend.overrides())?;
-            Err(NotImplemented {
-                command: "eval",
-                needs: "tilt-policies, tilt-constraints and tilt-ebm (sampling, features, divergence estimates)",
-            }
-            .into())
-        }
-        Command::Fit(args) => {
-            load_plan(&args.config, &args.backend.overrides())?;
-            Err(NotImplemented {
-                command: "fit",
-                needs: "tilt-policies, tilt-constraints and tilt-ebm (samples, features, MomentFit)",
-            }
-            .into())
-        }
+        Command::Sample(args) => sample(&args),
+        Command::Eval(args) => eval(&args),
+        Command::Fit(args) => fit(&args),
         Command::Pretrain(args) => crate::pretrain::command::run(&args),
     }
 }
 
 /// The exit code for an error returned by [`run`] (see the module documentation).
 pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if error.is::<crate::train::Interrupted>() {
+        return 130;
+    }
     let wrong_input = error.chain().any(|e| {
         e.is::<NotImplemented>()
             || e.is::<BadInput>()
@@ -319,38 +315,190 @@ fn check(args: &CheckArgs) -> Result<()> {
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    let Some(config) = &args.config else {
-        return Err(NotImplemented {
-            command: "train (the embedded demo)",
-            needs: "the demo model tilt-mini and tilt-policies",
-        }
-        .into());
-    };
-    let plan = load_plan(config, &args.backend.overrides())?;
-    if let Some(dir) = &args.resume {
-        let found = crate::checkpoint::resolve(dir)
-            .with_context(|| format!("cannot resume from {}", dir.display()))?;
-        let manifest = found.manifest();
-        if manifest.config_hash != plan.config_hash {
-            log::warn!(
-                "the config differs from the one the checkpoint was written with (sha256 {} vs {})",
-                manifest.config_hash.chars().take(12).collect::<String>(),
-                &plan.config_hash[..12]
+    let config = match (&args.config, &args.resume) {
+        (Some(config), _) => config.clone(),
+        // `tilt train --resume tilt-demo`: the demo's own config.
+        (None, Some(dir)) => crate::demo::config_of(dir).ok_or_else(|| {
+            BadInput(format!(
+                "--resume {} without --config: that directory holds no {} (pass the run's \
+                 --config)",
+                dir.display(),
+                crate::demo::CONFIG_FILE
+            ))
+        })?,
+        (None, None) => {
+            let dir = args.output_dir.clone().unwrap_or_else(|| crate::demo::DEFAULT_DIR.into());
+            if args.overwrite {
+                clear_earlier_run(&dir)?;
+            }
+            let config = crate::demo::prepare(&dir)?;
+            println!(
+                "tilt demo: GDC++ fine-tunes tilt-mini toward two constraints, \"every sample \
+                 mentions family\" (pointwise) and \"50% of samples are about women\" \
+                 (distributional), on the CPU.\nThe run's config is {}; outputs go to {}.",
+                config.display(),
+                dir.display()
             );
+            config
         }
-        println!("resuming from {} (step {})", found.dir().display(), manifest.step);
+    };
+    let mut plan = load_plan(&config, &args.backend.overrides())?;
+    if let Some(dir) = &args.output_dir {
+        plan.output_dir = dir.clone();
+    }
+    match &args.resume {
+        Some(dir) => {
+            let found = crate::checkpoint::resolve(dir)
+                .with_context(|| format!("cannot resume from {}", dir.display()))?;
+            let manifest = found.manifest();
+            if manifest.config_hash != plan.config_hash {
+                log::warn!(
+                    "the config differs from the one the checkpoint was written with (sha256 {} \
+                     vs {})",
+                    manifest.config_hash.chars().take(12).collect::<String>(),
+                    &plan.config_hash[..12]
+                );
+            }
+            println!("resuming from {} (step {})", found.dir().display(), manifest.step);
+        }
+        None if args.overwrite => clear_earlier_run(&plan.output_dir)?,
+        None => refuse_earlier_run(&plan)?,
     }
     if args.dry_run {
         println!("{plan}");
         return Ok(());
     }
-    let options = crate::train::RunOptions { resume: args.resume.clone(), stop_after: None };
+    let options = crate::train::RunOptions {
+        resume: args.resume.clone(),
+        stop_after: None,
+        interrupt: Some(interrupt_flag()),
+        progress_bar: true,
+    };
     let job = crate::train::TrainJob { plan: plan.clone(), options };
     let summary = crate::backend::launch(plan.backend, Some(plan.device), job)?;
     if let Some(dir) = &summary.final_dir {
         println!("{} steps; final policy in {}", summary.steps, dir.display());
     }
     Ok(())
+}
+
+fn sample(args: &SampleArgs) -> Result<()> {
+    let job = crate::commands::SampleJob {
+        model: args.model.clone(),
+        tokenizer: args.tokenizer.clone().unwrap_or_else(|| args.model.join("tokenizer.json")),
+        sampling: crate::plan::Sampling {
+            prompt: args.prompt.clone(),
+            new_tokens: args.new_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            stop_at_eos: args.stop_at_eos,
+        },
+        n: args.n as usize,
+        seed: args.seed,
+        output: args.output.clone(),
+    };
+    job.validate()?;
+    let backend = args.backend.backend.unwrap_or_default();
+    ensure_compiled(backend)?;
+    crate::backend::launch(backend, args.backend.device, job.clone())?;
+    if let Some(path) = &job.output {
+        println!("{} samples written to {}", job.n, path.display());
+    }
+    Ok(())
+}
+
+fn ensure_compiled(backend: Backend) -> Result<()> {
+    if crate::backend::is_compiled(backend) {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "backend `{backend}` is not compiled into this tilt; rebuild with `--features {backend}`"
+    ))
+    .into())
+}
+
+fn fit(args: &FitArgs) -> Result<()> {
+    let plan = load_plan(&args.config, &args.backend.overrides())?;
+    let job = crate::commands::FitJob { plan: plan.clone() };
+    let report = crate::backend::launch(plan.backend, Some(plan.device), job)?;
+    println!("{}", crate::commands::fit_report_text(&plan, &report));
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let plan = load_plan(&args.config, &args.backend.overrides())?;
+    let model = args
+        .model
+        .clone()
+        .or_else(|| plan.policy_init.clone())
+        .unwrap_or_else(|| plan.base_model.clone());
+    if !model.exists() {
+        return Err(BadInput(format!("--model {}: no such directory", model.display())).into());
+    }
+    let targets = crate::train::target::Target::new(&plan)?.targets();
+    let job = crate::commands::EvalJob { plan: plan.clone(), model };
+    let record = crate::backend::launch(plan.backend, Some(plan.device), job)?;
+    match &args.output {
+        Some(path) => {
+            let json = serde_json::to_string_pretty(&record).context("serialising the metrics")?;
+            std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+            println!("metrics written to {}", path.display());
+        }
+        None => println!("{}", crate::commands::eval_text(&record, &targets)),
+    }
+    Ok(())
+}
+
+/// A flag that the first Ctrl-C sets (the run stops after its current step, with a checkpoint);
+/// a second Ctrl-C exits at once (checkpoints are atomic, so none is left half-written).
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&flag);
+    let installed = ctrlc::set_handler(move || {
+        if seen.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now, without a new checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupted: finishing this step and writing a checkpoint (Ctrl-C again quits now)"
+        );
+    });
+    if let Err(e) = installed {
+        log::warn!("Ctrl-C will not write a checkpoint: {e}");
+    }
+    flag
+}
+
+/// `--overwrite`: removes an earlier run's metrics, samples and checkpoints from `dir`.
+fn clear_earlier_run(dir: &std::path::Path) -> Result<()> {
+    for file in [crate::train::METRICS_FILE, crate::train::SAMPLES_FILE] {
+        let path = dir.join(file);
+        if path.exists() {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    let checkpoints = dir.join(crate::checkpoint::CHECKPOINTS_DIR);
+    if checkpoints.exists() {
+        std::fs::remove_dir_all(&checkpoints)
+            .with_context(|| format!("removing {}", checkpoints.display()))?;
+    }
+    Ok(())
+}
+
+/// A fresh run must not silently replace an earlier run's metrics and checkpoints.
+fn refuse_earlier_run(plan: &Plan) -> Result<()> {
+    let metrics = plan.output_dir.join(crate::train::METRICS_FILE);
+    if !metrics.exists() {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "output_dir {} already holds a run ({} exists): continue it with --resume {0}, start \
+         afresh there with --overwrite, or choose another output_dir (--output-dir)",
+        plan.output_dir.display(),
+        metrics.display()
+    ))
+    .into())
 }
 
 #[cfg(test)]

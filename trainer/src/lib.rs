@@ -6,7 +6,10 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod demo;
+mod grad_clip;
 pub mod metrics;
 pub mod plan;
 pub mod pretrain;

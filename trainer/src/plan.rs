@@ -283,6 +283,13 @@ pub struct Plan {
     pub checkpoint_keep_last: u64,
 }
 
+/// `p` without its `.` components (`run/./final` reads `run/final`); `.` if nothing is left.
+fn without_dot_components(p: &Path) -> PathBuf {
+    let out: PathBuf =
+        p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect();
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
 /// Settings given on the command line, which replace the config's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
@@ -366,7 +373,9 @@ impl Plan {
         base_dir: &Path,
     ) -> Result<Plan, ConfigError> {
         let mut c = Checker { map, issues: Vec::new() };
-        let resolve = |p: &Path| if p.is_absolute() { p.to_owned() } else { base_dir.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() { p.to_owned() } else { without_dot_components(&base_dir.join(p)) }
+        };
 
         if config.output_dir.as_os_str().is_empty() {
             c.fail("output_dir", "must not be empty");
@@ -650,6 +659,16 @@ impl Plan {
         }
         if let Some(k) = e.grad_variance_interval {
             c.at_least_one("eval.grad_variance_interval", k);
+            if k > 0 && e.interval > 0 && !k.is_multiple_of(e.interval) {
+                c.fail(
+                    "eval.grad_variance_interval",
+                    format!(
+                        "must be a multiple of eval.interval ({}), so that each measurement \
+                         lands in an evaluation record; got {k}",
+                        e.interval
+                    ),
+                );
+            }
         }
         c.at_least_one("checkpoint.interval", config.checkpoint.interval);
 
@@ -708,7 +727,7 @@ impl Plan {
 
     /// The samples file, metrics log, plots and checkpoints directory under `output_dir`.
     pub fn checkpoints_dir(&self) -> PathBuf {
-        self.output_dir.join("checkpoints")
+        self.output_dir.join(crate::checkpoint::CHECKPOINTS_DIR)
     }
 
     /// The inputs the run reads that do not exist (checked by `tilt check`; the plan itself

@@ -314,3 +314,28 @@ fn the_documented_example_is_valid_and_all_defaults() {
     documented.config_hash.clone_from(&minimal.config_hash);
     assert_eq!(documented, minimal, "the example spells out the defaults");
 }
+
+/// Every shipped config is valid; the CPU ones also find their inputs (the bundled tilt-mini).
+#[test]
+fn shipped_configs_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let mut seen = 0;
+    for (folder, inputs_here) in [("paper", false), ("cpu", true)] {
+        let mut files: Vec<_> = std::fs::read_dir(root.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "configs/{folder} is empty");
+        for path in files {
+            let plan = tilt_trainer::plan::Plan::load(&path, &Default::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if inputs_here {
+                assert!(plan.missing_inputs().is_empty(), "{}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 48, "{seen} configs");
+}

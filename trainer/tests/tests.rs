@@ -3,6 +3,7 @@
 mod bleu;
 mod checkpoint;
 mod cli;
+mod commands;
 mod config;
 mod report;
 mod train;

@@ -2,23 +2,24 @@
 //! tokenizer, 8,192 tokens), one per estimator, plus resume identity and the NaN stop.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use burn::backend::{Autodiff, Flex};
 use tilt_policies::{Gpt2Config, Gpt2Tokenizer, checkpoint::load_hf_dir};
 use tilt_trainer::plan::{Overrides, Plan};
 use tilt_trainer::report::read_metrics;
-use tilt_trainer::train::{NonFiniteLoss, RunOptions, run};
+use tilt_trainer::train::{Interrupted, NonFiniteLoss, RunOptions, run};
 
 type B = Autodiff<Flex>;
 
 /// burn's RNG (dropout) is process-global: runs go one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
 const TOKENIZER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tilt-mini/tokenizer.json");
 
 /// A tiny random GPT-2 with the tilt-mini vocabulary, saved with its tokenizer in `dir/base`.
-fn tiny_base(dir: &Path) -> PathBuf {
+pub(crate) fn tiny_base(dir: &Path) -> PathBuf {
     let tokenizer = Gpt2Tokenizer::from_file(TOKENIZER).unwrap();
     let eos = tokenizer.eos_token_id() as usize;
     let config = Gpt2Config::tiny()
@@ -34,7 +35,7 @@ fn tiny_base(dir: &Path) -> PathBuf {
 
 /// A run config: a pointwise constraint (the text has an `e`), a 50% moment (it has an `a`),
 /// `estimator` as given, 8 samples per step over 2 forward minibatches.
-fn config(dir: &Path, estimator: &str, steps: u64, extra: &str) -> PathBuf {
+pub(crate) fn config(dir: &Path, estimator: &str, steps: u64, extra: &str) -> PathBuf {
     let text = format!(
         r#"
 output_dir = "out"
@@ -178,19 +179,17 @@ fn kl_control_sequence_fixed_beta_runs() {
     );
 }
 
-/// 10 steps straight and 5 + resume + 5 give bit-identical weights.
-#[test]
-fn resume_gives_identical_weights() {
+/// 10 steps straight and 5 + resume + 5 give bit-identical weights with `estimator`.
+fn resume_identity(estimator: &str, extra: &str) {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let straight = tempfile::tempdir().unwrap();
     tiny_base(straight.path());
-    let extra = "[proposal]\ninterval = 2";
-    let a = plan(&config(straight.path(), r#"kind = "gdc_pp""#, 10, extra));
+    let a = plan(&config(straight.path(), estimator, 10, extra));
     run::<B>(&a, Default::default(), &RunOptions::default()).unwrap();
 
     let split = tempfile::tempdir().unwrap();
     tiny_base(split.path());
-    let b = plan(&config(split.path(), r#"kind = "gdc_pp""#, 10, extra));
+    let b = plan(&config(split.path(), estimator, 10, extra));
     let first = RunOptions { stop_after: Some(5), ..RunOptions::default() };
     let s = run::<B>(&b, Default::default(), &first).unwrap();
     assert_eq!((s.steps, s.final_dir.is_none()), (5, true));
@@ -202,11 +201,28 @@ fn resume_gives_identical_weights() {
     let wb = weights(&b.output_dir.join("final"));
     let base = weights(&straight.path().join("base"));
     assert_ne!(wa, base, "training changed the weights");
-    assert_eq!(wa, wb, "resumed weights differ from the straight run's");
-    // The metrics log holds each evaluation once.
-    let steps: Vec<u64> =
-        read_metrics(&b.output_dir.join("metrics.jsonl")).unwrap().iter().map(|r| r.step).collect();
-    assert_eq!(steps, [0, 5, 10]);
+    assert_eq!(wa, wb, "{estimator}: resumed weights differ from the straight run's");
+    // The metrics log holds each evaluation once, and the estimator's state (adaptive β,
+    // moving-average baseline) resumed too: the last records agree.
+    let ra = read_metrics(&a.output_dir.join("metrics.jsonl")).unwrap();
+    let rb = read_metrics(&b.output_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(rb.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 5, 10]);
+    assert_eq!(ra.last().unwrap().extra, rb.last().unwrap().extra, "{estimator}");
+}
+
+#[test]
+fn resume_gives_identical_weights() {
+    resume_identity(r#"kind = "gdc_pp""#, "[proposal]\ninterval = 2");
+}
+
+#[test]
+fn resume_restores_the_adaptive_kl_coefficient() {
+    resume_identity("kind = \"kl_control\"\nkl_target = 0.01\nkl_horizon = 100", "");
+}
+
+#[test]
+fn resume_restores_the_f_dpg_baseline() {
+    resume_identity("kind = \"fdpg\"\ndivergence = \"js\"", "[proposal]\ninterval = 2");
 }
 
 /// A loss that overflows stops the run with [`NonFiniteLoss`] before any update.
@@ -223,4 +239,45 @@ fn non_finite_loss_stops_cleanly() {
     assert!(err.to_string().contains("training stopped"), "{err}");
     assert!(!p.output_dir.join("final").exists());
     assert!(!p.checkpoints_dir().join("step-00000001").exists());
+}
+
+/// An interrupt (Ctrl-C) stops the run after the current step with a checkpoint, and the run
+/// resumes from it to the same weights as a straight run.
+#[test]
+fn interrupt_checkpoints_and_resumes() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let p = plan(&config(dir.path(), r#"kind = "gdc_pp""#, 4, "[proposal]\ninterval = 2"));
+    let flag = Arc::new(AtomicBool::new(true));
+    let options = RunOptions { interrupt: Some(flag), ..RunOptions::default() };
+    let err = run::<B>(&p, Default::default(), &options).unwrap_err();
+    let stop = err.downcast_ref::<Interrupted>().unwrap_or_else(|| panic!("{err:#}"));
+    assert_eq!(stop.step, 1);
+    assert!(stop.checkpoint.join("manifest.json").is_file(), "{}", stop.checkpoint.display());
+    assert!(err.to_string().contains("tilt train --resume"), "{err}");
+    let again = RunOptions { resume: Some(p.output_dir.clone()), ..RunOptions::default() };
+    let s = run::<B>(&p, Default::default(), &again).unwrap();
+    assert_eq!(s.steps, 4);
+    assert!(s.final_dir.is_some());
+}
+
+/// `eval.grad_variance_interval`: the evaluation records of those steps carry the gradient
+/// variance.
+#[test]
+fn gradient_variance_is_recorded() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let path = config(dir.path(), r#"kind = "gdc_pp""#, 5, "[proposal]\ninterval = 2");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text =
+        text.replace("self_bleu_samples = 8", "self_bleu_samples = 8\ngrad_variance_interval = 5");
+    std::fs::write(&path, text).unwrap();
+    let p = plan(&path);
+    run::<B>(&p, Default::default(), &RunOptions::default()).unwrap();
+    let records = read_metrics(&p.output_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(records[0].grad_variance, None);
+    let v = records[1].grad_variance.expect("measured at step 5");
+    assert!(v.is_finite() && v > 0.0, "{v}");
 }

@@ -504,8 +504,9 @@ pub struct EvalConfig {
     pub self_bleu_samples: u64,
     /// How texts are tokenised for Distinct-n and Self-BLEU.
     pub diversity_tokens: crate::metrics::TokenUnit,
-    /// Estimate the gradient variance every this many steps (default off: it needs per-sample
-    /// gradients; the paper's diagnosis runs used 25).
+    /// Estimate the gradient variance every this many steps, a multiple of `interval` (default
+    /// off: it costs one forward and backward pass per sample, on the batch's first 64 samples;
+    /// the paper's diagnosis runs used 25).
     pub grad_variance_interval: Option<u64>,
     /// Texts written to the samples file per evaluation.
     pub samples_to_log: u64,

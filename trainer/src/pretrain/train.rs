@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -25,6 +25,7 @@ use tilt_policies::checkpoint::CONFIG_FILE;
 use super::config::PretrainConfig;
 use super::data::TokenStream;
 use super::save::{save_model, write_atomic};
+use crate::grad_clip::{clip_to, global_grad_norm};
 
 /// Name of the log written into the output directory (one JSON object per line).
 pub const LOG_FILE: &str = "pretrain.jsonl";
@@ -187,8 +188,7 @@ pub fn pretrain<B: AutodiffBackend>(
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         let norm = global_grad_norm::<B, _>(&model, &grads);
         if config.grad_clip > 0.0 {
-            let scale = (norm.clone().add_scalar(1e-6).recip() * config.grad_clip).clamp_max(1.0);
-            model.visit(&mut ScaleGrads::<B> { grads: &mut grads, scale });
+            clip_to(&model, &mut grads, norm.clone(), config.grad_clip);
         }
         if config.weight_decay > 0.0 {
             model = model.map(&mut DecayMatrices { factor: 1.0 - lr * config.weight_decay });
@@ -385,46 +385,6 @@ pub fn evaluate<B: Backend>(
     }
 }
 
-/// The global L2 norm of all gradients, on the device.
-fn global_grad_norm<B: AutodiffBackend, M: Module<B>>(
-    model: &M,
-    grads: &GradientsParams,
-) -> Tensor<B::InnerBackend, 1> {
-    struct SumSquares<'a, B: AutodiffBackend> {
-        grads: &'a GradientsParams,
-        sum: Option<Tensor<B::InnerBackend, 1>>,
-    }
-    impl<B: AutodiffBackend> ModuleVisitor<B> for SumSquares<'_, B> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
-                let s = g.square().sum();
-                self.sum = Some(match self.sum.take() {
-                    Some(acc) => acc + s,
-                    None => s,
-                });
-            }
-        }
-    }
-    let mut visitor = SumSquares::<B> { grads, sum: None };
-    model.visit(&mut visitor);
-    visitor.sum.expect("the model has parameters with gradients").sqrt()
-}
-
-/// Multiplies every gradient by `scale` (a one-element tensor, so no host read-back).
-struct ScaleGrads<'a, B: AutodiffBackend> {
-    grads: &'a mut GradientsParams,
-    scale: Tensor<B::InnerBackend, 1>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleGrads<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
-            let scale: Tensor<B::InnerBackend, D> = self.scale.clone().reshape([1; D]);
-            self.grads.register(param.id, g * scale);
-        }
-    }
-}
-
 /// Decoupled weight decay `w ← factor · w` on rank-2 parameters (weight matrices and
 /// embeddings), outside the autodiff graph.
 struct DecayMatrices {
@@ -480,9 +440,8 @@ mod tests {
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         let norm = scalar(global_grad_norm::<AD, _>(&model, &grads));
         assert!(norm > 1.0, "{norm}");
-        let scale =
-            Tensor::<Flex, 1>::from_data(TensorData::new(vec![0.5f32 / norm as f32], [1]), &device);
-        model.visit(&mut ScaleGrads::<AD> { grads: &mut grads, scale });
+        let norm_t = global_grad_norm::<AD, _>(&model, &grads);
+        crate::grad_clip::clip_to(&model, &mut grads, norm_t, 0.5);
         let clipped = scalar(global_grad_norm::<AD, _>(&model, &grads));
         assert!((clipped - 0.5).abs() < 1e-4, "{clipped}");
 

@@ -12,7 +12,10 @@ pub fn summary_table(
     targets: &BTreeMap<String, f64>,
 ) -> String {
     let mut rows: Vec<[String; 4]> = Vec::new();
-    let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.4}"));
+    // Estimates of 0 may come out as -1e-7: print them as 0.
+    let fmt = |v: Option<f64>| {
+        v.map_or("-".to_owned(), |v| format!("{:.4}", if v.abs() < 5e-5 { 0.0 } else { v }))
+    };
     let mut names: Vec<&String> = first.moments.keys().chain(last.moments.keys()).collect();
     names.sort();
     names.dedup();

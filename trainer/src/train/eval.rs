@@ -7,17 +7,20 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use tilt_ebm::{
     LogZ, estimate_log_z, kl_model_base, kl_target_model, log_weights, tvd_target_model,
 };
+use tilt_policies::Gpt2;
 
 use super::Run;
-use super::rollout;
+use super::rollout::{self, Rollout};
+use super::target::Target;
+use crate::config::EvalConfig;
 use crate::metrics::diversity;
 use crate::report::EvalRecord;
 
-fn finite(v: f64) -> Option<f64> {
+pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
@@ -41,19 +44,14 @@ impl<B: AutodiffBackend> Run<B> {
         let sampler = self.sampler.with_top_p(self.plan.eval.top_p);
         let pi = self.policy.valid();
         let r = sampler.draw(&pi, n, &self.tokenizer, &mut self.eval_rng)?;
-        let log_a = rollout::log_probs(&self.base, &r, &self.inner_device())?;
-        let scores = self.target.score(&r.samples())?;
-        record.moments = scores.means();
-        // KL(π‖a) with π's unwarped log-probs (exact when eval.top_p = 1).
-        record.kl_pi_a = finite(kl_model_base(&r.log_model, &log_a)?.value);
-        record.mean_log_a = finite(log_a.iter().sum::<f64>() / n.max(1) as f64);
-        let d = diversity(
-            &r.texts,
-            self.plan.eval.diversity_tokens,
-            self.plan.eval.self_bleu_samples as usize,
-        );
-        [record.distinct_1, record.distinct_2, record.distinct_3] = d.distinct;
-        [record.self_bleu_3, record.self_bleu_4, record.self_bleu_5] = d.self_bleu;
+        policy_metrics(
+            &r,
+            &self.base,
+            &self.target,
+            &self.plan.eval,
+            &self.inner_device(),
+            record,
+        )?;
         self.log_samples(&r.texts)
     }
 
@@ -67,7 +65,11 @@ impl<B: AutodiffBackend> Run<B> {
             None => self.policy.valid(),
         };
         let r = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.eval_rng)?;
-        let log_a = rollout::log_probs(&self.base, &r, &inner)?;
+        let log_a = if self.proposal.is_some() {
+            self.base_log_probs_of_proposal_samples(&r)?
+        } else {
+            rollout::log_probs(&self.base, &r, &inner)?
+        };
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_q = &r.log_sampler;
@@ -110,6 +112,29 @@ impl<B: AutodiffBackend> Run<B> {
     }
 }
 
+/// The metrics of samples `r` of a policy π drawn with the evaluation sampler: E_π\[φ\],
+/// KL(π‖a) (with π's unwarped log-probabilities: exact when `eval.top_p` = 1), mean log a
+/// (fluency), Distinct-n and Self-BLEU.
+pub(crate) fn policy_metrics<B: Backend>(
+    r: &Rollout,
+    base: &Gpt2<B>,
+    target: &Target,
+    eval: &EvalConfig,
+    device: &B::Device,
+    record: &mut EvalRecord,
+) -> Result<()> {
+    let n = r.len();
+    let log_a = rollout::log_probs(base, r, device)?;
+    let scores = target.score(&r.samples())?;
+    record.moments = scores.means();
+    record.kl_pi_a = finite(kl_model_base(&r.log_model, &log_a)?.value);
+    record.mean_log_a = finite(log_a.iter().sum::<f64>() / n.max(1) as f64);
+    let d = diversity(&r.texts, eval.diversity_tokens, eval.self_bleu_samples as usize);
+    [record.distinct_1, record.distinct_2, record.distinct_3] = d.distinct;
+    [record.self_bleu_3, record.self_bleu_4, record.self_bleu_5] = d.self_bleu;
+    Ok(())
+}
+
 /// The estimator's step statistics as extra metrics (`train/…`, measured on the training
 /// batch, which comes from q off-policy and π on-policy).
 pub fn step_metrics(report: &super::step::StepReport) -> BTreeMap<String, serde_json::Value> {
@@ -122,6 +147,7 @@ pub fn step_metrics(report: &super::step::StepReport) -> BTreeMap<String, serde_
     };
     put("loss", Some(s.loss));
     put("lr", Some(report.lr));
+    put("grad_norm", Some(report.grad_norm));
     put("advantage_mean", Some(s.advantage_mean));
     put("advantage_std", Some(s.advantage_std));
     put("ess_target", s.ess_target);

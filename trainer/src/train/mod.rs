@@ -6,7 +6,8 @@
 //! - [`target`]: constraints, EBM, λ fit, reward,
 //! - `step`: one optimizer step, `eval`: the metrics, `state`: checkpoints and resume.
 
-mod eval;
+pub(crate) mod eval;
+mod progress;
 pub mod rollout;
 mod state;
 mod step;
@@ -15,11 +16,12 @@ mod ztrack;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use self::ztrack::ZLog;
 use anyhow::{Context, Result};
-use burn::grad_clipping::GradientClippingConfig;
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig};
@@ -56,6 +58,28 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// Stop after this many optimizer steps in total (tests; the plan's `steps` otherwise).
     pub stop_after: Option<u64>,
+    /// Set (by a Ctrl-C handler) to stop after the current step with a checkpoint: the run
+    /// then returns [`Interrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Draw a progress bar on stderr (when it is a terminal).
+    pub progress_bar: bool,
+}
+
+/// The run was interrupted (Ctrl-C) and stopped cleanly after a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted after step {step}: the checkpoint is in {checkpoint}; continue the run with \
+     `tilt train --resume {output}`",
+    checkpoint = .checkpoint.display(),
+    output = .output_dir.display()
+)]
+pub struct Interrupted {
+    /// The last completed step.
+    pub step: u64,
+    /// The checkpoint written.
+    pub checkpoint: PathBuf,
+    /// The run's output directory.
+    pub output_dir: PathBuf,
 }
 
 /// What a finished run returns.
@@ -107,7 +131,6 @@ fn optimizer<B: AutodiffBackend>(plan: &Plan) -> OptimizerAdaptor<AdamW, Gpt2<B>
         .with_beta_2(o.betas[1] as f32)
         .with_epsilon(o.eps as f32)
         .with_weight_decay(o.weight_decay as f32)
-        .with_grad_clipping(plan.max_grad_norm.map(|n| GradientClippingConfig::Norm(n as f32)))
         .init()
 }
 
@@ -175,6 +198,20 @@ impl<B: AutodiffBackend> Run<B> {
         self.device.clone()
     }
 
+    /// Whether q is still a itself: the initial π was a copy of a and q has not been replaced.
+    fn proposal_is_base(&self) -> bool {
+        self.proposal.is_some() && self.plan.policy_init.is_none() && self.z.proposals() == 1
+    }
+
+    /// `log a(x)` of samples drawn from q: while q is a, the sampler's own log-probabilities
+    /// under the unmodified model (no forward pass); a forward pass of a otherwise.
+    fn base_log_probs_of_proposal_samples(&self, r: &rollout::Rollout) -> Result<Vec<f64>> {
+        if self.proposal_is_base() {
+            return Ok(r.log_model.clone());
+        }
+        rollout::log_probs(&self.base, r, &self.inner_device())
+    }
+
     /// Fits λ on `lambda_fit.samples` samples of a (q = a at the start).
     fn fit_lambda(&mut self) -> Result<()> {
         let Some(settings) = self.plan.lambda_fit else { return Ok(()) };
@@ -184,7 +221,8 @@ impl<B: AutodiffBackend> Run<B> {
         let n = settings.samples as usize;
         let r = self.sampler.draw(&self.base, n, &self.tokenizer, &mut self.eval_rng)?;
         let scores = self.target.score(&r.samples())?;
-        let log_a = rollout::log_probs(&self.base, &r, &self.inner_device())?;
+        // Samples of a: their log a is the sampler's unmodified-model log-probability.
+        let log_a = r.log_model.clone();
         let report = self.target.fit_lambda(&settings, &r.log_sampler, &log_a, &scores)?;
         log::info!(
             "λ = {:?} after {} iterations (max |μ̂ − μ̄| = {:.2e}, ESS {:.0} of {n}, {})",
@@ -220,7 +258,7 @@ impl<B: AutodiffBackend> Run<B> {
             &self.tokenizer,
             &mut self.eval_rng,
         )?;
-        let log_a = rollout::log_probs(&self.base, &r, &inner)?;
+        let log_a = self.base_log_probs_of_proposal_samples(&r)?;
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_pi = rollout::log_probs(&self.policy.valid(), &r, &inner)?;
@@ -303,11 +341,17 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     let last = options.stop_after.unwrap_or(plan.steps).min(plan.steps);
+    let targets = run.target.targets();
+    let mut progress = progress::Progress::new(plan.steps, run.step, options.progress_bar);
+    if let Some(first) = read_metrics(&plan.output_dir.join(METRICS_FILE))?.last() {
+        progress.evaluation(first, &targets);
+    }
     let mut records = Vec::new();
     while run.step < last {
         let report = match run.train_step() {
             Ok(r) => r,
             Err(e) => {
+                progress.finish();
                 if let Some(nan) = e.downcast_ref::<NonFiniteLoss>() {
                     log::error!("{nan}");
                 }
@@ -315,6 +359,7 @@ pub fn run<B: AutodiffBackend>(
             }
         };
         let step = run.step;
+        progress.step(step, report.stats.loss);
         if let Some(p) = plan.proposal
             && step.is_multiple_of(p.interval)
         {
@@ -322,11 +367,14 @@ pub fn run<B: AutodiffBackend>(
         }
         let due = step.is_multiple_of(plan.eval.interval) || step == last;
         if due {
-            let record = run.evaluate()?;
+            let mut record = run.evaluate()?;
+            record.grad_variance = report.grad_variance;
+            progress.evaluation(&record, &targets);
             records.push(record.clone());
             run.write_record(record, Some(&report))?;
         }
-        if step.is_multiple_of(plan.checkpoint_interval) || step == last {
+        let interrupted = options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+        if step.is_multiple_of(plan.checkpoint_interval) || step == last || interrupted {
             run.save_checkpoint()?;
         }
         log::info!(
@@ -335,7 +383,17 @@ pub fn run<B: AutodiffBackend>(
             report.stats.loss,
             report.lr
         );
+        if interrupted && step < last {
+            progress.finish();
+            return Err(Interrupted {
+                step,
+                checkpoint: plan.checkpoints_dir().join(crate::checkpoint::step_dir_name(step)),
+                output_dir: plan.output_dir.clone(),
+            }
+            .into());
+        }
     }
+    progress.finish();
     let final_dir = (run.step == plan.steps).then(|| run.finish()).transpose()?;
     Ok(RunSummary { steps: run.step, records, final_dir, lambda: run.target.lambda().to_vec() })
 }

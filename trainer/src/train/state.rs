@@ -54,6 +54,9 @@ impl<B: AutodiffBackend> Run<B> {
         let opt = rec.record(self.optimizer.to_record(), ()).context("recording the optimizer")?;
         w.add_file("optimizer", "optimizer.mpk", &opt)?;
         w.add_file("z_tracker", "z_tracker.bin", &self.z.to_bytes())?;
+        let estimator: Vec<u8> =
+            self.estimator.state().iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.add_file("estimator", "estimator.bin", &estimator)?;
         let mut trackers = BTreeMap::new();
         trackers.insert("z_tracker".to_owned(), self.z.summary());
         let state = TrainingState {
@@ -94,6 +97,17 @@ impl<B: AutodiffBackend> Run<B> {
         let opt = rec.load(read("optimizer")?, &self.device).context("loading the optimizer")?;
         self.optimizer = super::optimizer::<B>(&self.plan).load_record(opt);
         self.z = super::ztrack::ZLog::from_bytes(&read("z_tracker")?)?;
+        let bytes = read("estimator")?;
+        anyhow::ensure!(
+            bytes.len() % 8 == 0,
+            "the estimator state is {} bytes, not f64s",
+            bytes.len()
+        );
+        let state: Vec<f64> = bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect();
+        self.estimator.restore(&state).context("restoring the estimator's state")?;
         if !m.lambda.is_empty() {
             self.target.set_lambda(m.lambda.clone())?;
         }

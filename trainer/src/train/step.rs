@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use tilt_estimators::{
     AdaptiveKlController, ChiSquare, Dpg, Estimator, EstimatorOutput, FDpg, ForwardKl,
     JensenShannon, KlControl, Reinforce, ReverseKl, RewardBaseline, ScoredBatch, StepStats,
@@ -32,7 +32,15 @@ pub struct StepReport {
     pub batch_moments: BTreeMap<String, f64>,
     /// `log Z` the estimator used.
     pub log_z: Option<f64>,
+    /// The trace of the covariance of per-sample gradients, on steps that measure it
+    /// (`eval.grad_variance_interval`).
+    pub grad_variance: Option<f64>,
+    /// The global L2 norm of the step's gradient, before clipping.
+    pub grad_norm: f64,
 }
+
+/// Samples whose per-sample gradients measure the gradient variance (at most).
+const GRAD_VARIANCE_SAMPLES: usize = 64;
 
 /// The loss was NaN or infinite: the run stops, keeping its last good checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -140,9 +148,20 @@ impl<B: AutodiffBackend> Run<B> {
             Some(q) => q.clone(),
             None => self.policy.valid(),
         };
+        let t0 = std::time::Instant::now();
         let rollout = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.rng)?;
+        let t1 = std::time::Instant::now();
         let inner = self.inner_device();
-        let log_a = rollout::log_probs(&self.base, &rollout, &inner)?;
+        let log_a = if self.proposal.is_some() {
+            self.base_log_probs_of_proposal_samples(&rollout)?
+        } else {
+            rollout::log_probs(&self.base, &rollout, &inner)?
+        };
+        log::debug!(
+            "sampling {n} {:.2} s, scoring them under a {:.2} s",
+            (t1 - t0).as_secs_f64(),
+            t1.elapsed().as_secs_f64()
+        );
         let scores = self.target.score(&rollout.samples())?;
         let log_target = self.target.log_target(&log_a, &scores)?;
         let log_q = rollout.log_sampler.clone();
@@ -236,12 +255,50 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(acc.grads())
     }
 
+    /// The gradient variance (METHODS §5): the trace of the covariance of the per-sample
+    /// gradients `g_i = ∇(−A_i log π(x_i))` (per-token advantages: `∇(−Σ_t A_it log π_t)`) of
+    /// the batch's first samples (at most [`GRAD_VARIANCE_SAMPLES`]), at the parameters before
+    /// this step's update; one forward and backward pass per sample.
+    fn grad_variance(&self, s: &Scored, out: &EstimatorOutput<B>) -> Result<f64> {
+        let mut acc = tilt_estimators::GradientVarianceAccumulator::new();
+        let mut row = 0;
+        'chunks: for chunk in &s.rollout.chunks {
+            let batch = chunk.batch::<B>(&self.device)?;
+            for r in 0..chunk.rows {
+                if row + r >= GRAD_VARIANCE_SAMPLES {
+                    break 'chunks;
+                }
+                let one = batch.rows(r, r + 1);
+                let i = row + r;
+                let loss = match &out.token_advantages {
+                    Some(g) => {
+                        let t = chunk.steps;
+                        let width = chunk.prompt_len + t;
+                        let lp = self.policy.token_log_probs(&one);
+                        let lp = lp.slice([0..1, chunk.prompt_len..width]);
+                        let w: Vec<f64> = g[i * t..(i + 1) * t].iter().map(|v| -v).collect();
+                        let w: Tensor<B, 2> =
+                            Tensor::from_data(TensorData::new(w, [1, t]), &self.device);
+                        (lp * w).sum()
+                    }
+                    None => self.policy.log_prob(&one).sum().mul_scalar(-out.advantages[i]),
+                };
+                let grads = loss.backward();
+                acc.push(&tilt_estimators::flatten_gradients(&self.policy, &grads))?;
+            }
+            row += chunk.rows;
+        }
+        Ok(acc.finish()?.trace)
+    }
+
     /// One optimizer step (`self.step` counts completed steps; this is step `self.step + 1`).
     pub(super) fn train_step(&mut self) -> Result<StepReport> {
         // Dropout draws from burn's process-global RNG, whose state cannot be saved: reseeding
         // it from (seed, step) makes a resumed run drop the same units.
         B::seed(&self.device, self.plan.seed.wrapping_add(self.step));
+        let t0 = std::time::Instant::now();
         let s = self.sample_and_score()?;
+        let t1 = std::time::Instant::now();
         let log_z = match self.z.log_z() {
             Some(z) => Some(z),
             None => tilt_ebm::estimate_log_z(&tilt_ebm::log_weights(&s.log_target, &s.log_q)?)
@@ -254,7 +311,21 @@ impl<B: AutodiffBackend> Run<B> {
         if !out.stats.loss.is_finite() {
             return Err(NonFiniteLoss { step, value: out.stats.loss }.into());
         }
-        let grads = self.accumulate(&s, &out)?;
+        let grad_variance = match self.plan.eval.grad_variance_interval {
+            Some(k) if step.is_multiple_of(k) => Some(self.grad_variance(&s, &out)?),
+            _ => None,
+        };
+        let mut grads = self.accumulate(&s, &out)?;
+        let norm = crate::grad_clip::global_grad_norm::<B, _>(&self.policy, &grads);
+        let grad_norm = norm.clone().into_scalar().elem::<f64>();
+        if let Some(max) = self.plan.max_grad_norm {
+            crate::grad_clip::clip_to(&self.policy, &mut grads, norm, max);
+        }
+        log::debug!(
+            "step {step}: sampling and scoring {:.2} s, gradient {:.2} s",
+            (t1 - t0).as_secs_f64(),
+            t1.elapsed().as_secs_f64()
+        );
         let lr = self.plan.optimizer.lr * self.plan.schedule.factor(self.step);
         let policy = self.policy.clone();
         self.policy = self.optimizer.step(lr, policy, grads);
@@ -263,6 +334,13 @@ impl<B: AutodiffBackend> Run<B> {
         self.z.push(&s.log_target, &s.log_q).context("Z tracker")?;
         self.step = step;
         self.samples_seen += s.rollout.len() as u64;
-        Ok(StepReport { stats: out.stats, lr, batch_moments: s.scores.means(), log_z })
+        Ok(StepReport {
+            stats: out.stats,
+            lr,
+            batch_moments: s.scores.means(),
+            log_z,
+            grad_variance,
+            grad_norm,
+        })
     }
 }

@@ -108,6 +108,11 @@ impl Target {
         t
     }
 
+    /// The names of the moment constraints, in λ's order.
+    pub fn moment_names(&self) -> Vec<String> {
+        self.constraints.moment_names().iter().map(|s| s.to_string()).collect()
+    }
+
     /// Whether λ must be fitted.
     pub fn needs_fit(&self) -> bool {
         self.ebm.n_features() > 0

@@ -1,0 +1,266 @@
+//! `tilt sample`, `tilt fit` and `tilt eval`: the pieces of a run, one at a time.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tilt_ebm::{FitReport, LogZ, estimate_log_z, kl_target_model, log_weights, tvd_target_model};
+use tilt_policies::{Gpt2, Gpt2Tokenizer, checkpoint::load_hf_dir};
+
+use crate::cli::BadInput;
+use crate::plan::{Plan, Sampling};
+use crate::report::EvalRecord;
+use crate::train::eval::{finite, policy_metrics};
+use crate::train::rollout::{Rollout, Sampler};
+use crate::train::target::Target;
+
+/// Rows per sampling call.
+const CHUNK: usize = 64;
+
+fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<Gpt2<B>> {
+    load_hf_dir::<B>(dir, device).with_context(|| format!("loading the model {}", dir.display()))
+}
+
+fn load_tokenizer(path: &Path) -> Result<Gpt2Tokenizer> {
+    Gpt2Tokenizer::from_file(path)
+        .with_context(|| format!("loading the tokenizer {}", path.display()))
+}
+
+/// `tilt sample`: samples from a model directory.
+#[derive(Debug, Clone)]
+pub struct SampleJob {
+    /// The model directory.
+    pub model: PathBuf,
+    /// The tokenizer file.
+    pub tokenizer: PathBuf,
+    /// How to sample.
+    pub sampling: Sampling,
+    /// How many samples.
+    pub n: usize,
+    /// Seed.
+    pub seed: u64,
+    /// JSONL output (`None`: print the texts).
+    pub output: Option<PathBuf>,
+}
+
+impl SampleJob {
+    /// Checks the options, naming the flag at fault.
+    ///
+    /// # Errors
+    /// A [`BadInput`] for an out-of-range option or a missing model or tokenizer.
+    pub fn validate(&self) -> Result<()> {
+        let s = &self.sampling;
+        let bad = |m: String| Err(BadInput(m).into());
+        if self.n == 0 {
+            return bad("-n must be at least 1".into());
+        }
+        if s.new_tokens == 0 {
+            return bad("--new-tokens must be at least 1".into());
+        }
+        if !(s.temperature.is_finite() && s.temperature > 0.0) {
+            return bad(format!("--temperature must be positive, got {}", s.temperature));
+        }
+        if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+            return bad(format!("--top-p must be in (0, 1], got {}", s.top_p));
+        }
+        if s.top_k == Some(0) {
+            return bad("--top-k must be at least 1 (leave it out to disable)".into());
+        }
+        for (flag, p) in [("--model", &self.model), ("--tokenizer", &self.tokenizer)] {
+            if !p.exists() {
+                return bad(format!("{flag} {}: no such file or directory", p.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::backend::Job for SampleJob {
+    type Output = ();
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        let tokenizer = load_tokenizer(&self.tokenizer)?;
+        let model: Gpt2<B::InnerBackend> = load_model(&self.model, &device)?;
+        let sampler = Sampler::new(&self.sampling, &tokenizer, CHUNK)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let r = sampler.draw(&model, self.n, &tokenizer, &mut rng)?;
+        match &self.output {
+            Some(path) => write_jsonl(path, &r),
+            None => {
+                let mut out = std::io::stdout().lock();
+                for text in &r.texts {
+                    writeln!(out, "{}\n", text.trim()).context("writing to stdout")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One JSON object per sample: its text, token ids and log-probabilities under the sampling
+/// distribution and under the unmodified model.
+fn write_jsonl(path: &Path, r: &Rollout) -> Result<()> {
+    let mut text = String::new();
+    for i in 0..r.len() {
+        let line = serde_json::json!({
+            "text": r.texts[i],
+            "tokens": r.tokens[i],
+            "log_prob": r.log_sampler[i],
+            "log_prob_model": r.log_model[i],
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Samples of a scored under the target: what a λ fit needs.
+fn fit<B: Backend>(
+    plan: &Plan,
+    base: &Gpt2<B>,
+    tokenizer: &Gpt2Tokenizer,
+    target: &mut Target,
+    rng: &mut ChaCha8Rng,
+) -> Result<Option<FitReport>> {
+    let Some(settings) = plan.lambda_fit else { return Ok(None) };
+    if !target.needs_fit() {
+        return Ok(None);
+    }
+    let sampler = Sampler::new(&plan.sampling, tokenizer, CHUNK)?;
+    let r = sampler.draw(base, settings.samples as usize, tokenizer, rng)?;
+    let scores = target.score(&r.samples())?;
+    let report = target.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores)?;
+    Ok(Some(report.clone()))
+}
+
+/// `tilt fit`: fits λ for a config's distributional constraints.
+#[derive(Debug, Clone)]
+pub struct FitJob {
+    /// The plan.
+    pub plan: Plan,
+}
+
+impl crate::backend::Job for FitJob {
+    type Output = FitReport;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<FitReport> {
+        let plan = &self.plan;
+        let mut target = Target::new(plan)?;
+        if plan.lambda_fit.is_none() || !target.needs_fit() {
+            return Err(BadInput(format!(
+                "{}: no distributional constraint (`moment = x`) with a distribution-matching \
+                 estimator: there is no λ to fit",
+                plan.config_file.display()
+            ))
+            .into());
+        }
+        let tokenizer = load_tokenizer(&plan.tokenizer)?;
+        let base: Gpt2<B::InnerBackend> = load_model(&plan.base_model, &device)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        let report =
+            fit(plan, &base, &tokenizer, &mut target, &mut rng)?.expect("a fit was needed");
+        Ok(report)
+    }
+}
+
+/// The text `tilt fit` prints.
+pub fn fit_report_text(plan: &Plan, report: &FitReport) -> String {
+    let names = Target::new(plan).map(|t| t.moment_names()).unwrap_or_default();
+    let mut s = String::new();
+    for (i, lambda) in report.lambda.iter().enumerate() {
+        let name = names.get(i).cloned().unwrap_or_else(|| format!("feature {i}"));
+        s.push_str(&format!("λ[{name}] = {lambda:.6}\n"));
+    }
+    s.push_str(&format!(
+        "iterations {}, max |μ̂ − μ̄| = {:.2e}, ESS {:.1}, {}",
+        report.iterations,
+        report.residual,
+        report.ess,
+        if report.converged { "converged" } else { "NOT converged" }
+    ));
+    s
+}
+
+/// `tilt eval`: the evaluation metrics of a model against a config's target.
+#[derive(Debug, Clone)]
+pub struct EvalJob {
+    /// The plan (target, base model, eval settings).
+    pub plan: Plan,
+    /// The model evaluated.
+    pub model: PathBuf,
+}
+
+impl crate::backend::Job for EvalJob {
+    type Output = EvalRecord;
+
+    /// Fits λ (if the target has moments), then on fresh samples of the model π: with the
+    /// evaluation top-p, E_π\[φ\], KL(π‖a), fluency and diversity; with the training sampler (π
+    /// as its own proposal), Z, ESS, KL(p‖π) and TVD(p,π) with a self-normalised Z.
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<EvalRecord> {
+        let plan = &self.plan;
+        let tokenizer = load_tokenizer(&plan.tokenizer)?;
+        let base: Gpt2<B::InnerBackend> = load_model(&plan.base_model, &device)?;
+        let pi: Gpt2<B::InnerBackend> = load_model(&self.model, &device)?;
+        let mut target = Target::new(plan)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        fit(plan, &base, &tokenizer, &mut target, &mut rng)?;
+        let mut record = EvalRecord::default();
+        let sampler = Sampler::new(&plan.sampling, &tokenizer, CHUNK)?;
+        let eval_sampler = sampler.with_top_p(plan.eval.top_p);
+        let r = eval_sampler.draw(&pi, plan.eval.samples as usize, &tokenizer, &mut rng)?;
+        policy_metrics(&r, &base, &target, &plan.eval, &device, &mut record)?;
+        let r = sampler.draw(&pi, plan.eval.proposal_samples as usize, &tokenizer, &mut rng)?;
+        let log_a = crate::train::rollout::log_probs(&base, &r, &device)?;
+        let scores = target.score(&r.samples())?;
+        let log_p = target.log_target(&log_a, &scores)?;
+        let (log_q, log_pi) = (&r.log_sampler, &r.log_model);
+        let z = estimate_log_z(&log_weights(&log_p, log_q)?)?;
+        record.ess = Some(z.ess);
+        record.z = finite(z.log_z.exp());
+        record.extra.insert("log_z".into(), z.log_z.into());
+        if z.log_z.is_finite() {
+            let sn = LogZ::SelfNormalized;
+            record.kl_p_pi = finite(kl_target_model(&log_p, log_q, log_pi, sn)?.value);
+            record.tvd_p_pi = finite(tvd_target_model(&log_p, log_q, log_pi, sn)?.value);
+        } else {
+            log::warn!(
+                "no sample of the model has P > 0: Z and the divergences from p are unknown"
+            );
+        }
+        record.extra.insert("lambda".into(), serde_json::json!(target.lambda()));
+        Ok(record)
+    }
+}
+
+/// The text `tilt eval` prints: one metric per line, with the targets of the moments.
+pub fn eval_text(record: &EvalRecord, targets: &BTreeMap<String, f64>) -> String {
+    let mut lines = Vec::new();
+    for (name, m) in &record.moments {
+        let t = targets.get(name).map_or(String::new(), |t| format!("  (target {t})"));
+        lines.push(format!("E[φ] {name:<16} {m:.4}{t}"));
+    }
+    let rows: [(&str, Option<f64>); 12] = [
+        ("KL(p‖π)", record.kl_p_pi),
+        ("TVD(p,π)", record.tvd_p_pi),
+        ("KL(π‖a)", record.kl_pi_a),
+        ("Z", record.z),
+        ("ESS", record.ess),
+        ("mean log a(x)", record.mean_log_a),
+        ("Distinct-1", record.distinct_1),
+        ("Distinct-2", record.distinct_2),
+        ("Distinct-3", record.distinct_3),
+        ("Self-BLEU-3", record.self_bleu_3),
+        ("Self-BLEU-4", record.self_bleu_4),
+        ("Self-BLEU-5", record.self_bleu_5),
+    ];
+    for (name, v) in rows {
+        if let Some(v) = v {
+            lines.push(format!("{name:<21} {v:.4}"));
+        }
+    }
+    lines.join("\n")
+}
