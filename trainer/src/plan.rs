@@ -49,10 +49,6 @@ pub struct Ppo {
     pub clip: f64,
     /// Epochs per batch.
     pub epochs: u32,
-    /// GAE λ (γ = 1).
-    pub gae_lambda: f64,
-    /// Value-loss coefficient.
-    pub value_coef: f64,
 }
 
 /// The estimator with exactly the options that apply to it.
@@ -833,21 +829,15 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
                 }
             };
             let ppo = if e.ppo.unwrap_or(true) {
-                let ppo = Ppo {
-                    clip: e.ppo_clip.unwrap_or(0.2),
-                    epochs: e.ppo_epochs.unwrap_or(1),
-                    gae_lambda: e.gae_lambda.unwrap_or(0.95),
-                    value_coef: e.value_coef.unwrap_or(0.1),
-                };
+                let ppo =
+                    Ppo { clip: e.ppo_clip.unwrap_or(0.2), epochs: e.ppo_epochs.unwrap_or(1) };
                 c.positive("estimator.ppo_clip", ppo.clip);
                 c.at_least_one("estimator.ppo_epochs", u64::from(ppo.epochs));
-                if !(0.0..=1.0).contains(&ppo.gae_lambda) {
-                    c.fail(
-                        "estimator.gae_lambda",
-                        format!("must be in [0, 1], got {}", ppo.gae_lambda),
-                    );
-                }
-                c.non_negative("estimator.value_coef", ppo.value_coef);
+                let no_value_head = "by tilt's KL-control, which has no value head (its \
+                                     per-token advantages are rewards-to-go, γ = 1, without a \
+                                     learned baseline)";
+                c.not_here("estimator.gae_lambda", &e.gae_lambda, no_value_head);
+                c.not_here("estimator.value_coef", &e.value_coef, no_value_head);
                 Some(ppo)
             } else {
                 let why = "with ppo = false";

@@ -114,6 +114,13 @@ fn lambda_is_fitted_only_for_distributional_targets() {
 }
 
 #[test]
+fn value_head_options_are_rejected() {
+    let text = with("[estimator]\nkind = \"kl_control\"\ngae_lambda = 0.95\n");
+    let e = error(&text, "estimator.gae_lambda", line_of(&text, "gae_lambda"));
+    assert!(e.contains("no value head"), "{e}");
+}
+
+#[test]
 fn full_example_config_parses() {
     let text = include_str!("fixtures/full.toml");
     let p = plan(text).unwrap();

@@ -172,6 +172,12 @@ fn kl_control_runs() {
 }
 
 #[test]
+fn kl_control_with_two_ppo_epochs_runs() {
+    sane_run("kind = \"kl_control\"\nppo_epochs = 2", "");
+    sane_run("kind = \"kl_control\"\nppo_epochs = 2\nkl_penalty = \"sequence\"", "");
+}
+
+#[test]
 fn kl_control_sequence_fixed_beta_runs() {
     sane_run(
         "kind = \"kl_control\"\nkl_penalty = \"sequence\"\nbeta_control = \"fixed\"\nppo = false",

@@ -292,10 +292,11 @@ pub struct EstimatorConfig {
     /// KL-control with PPO: optimisation epochs per batch (paper: 1).
     #[serde(default)]
     pub ppo_epochs: Option<u32>,
-    /// KL-control with PPO: GAE λ (paper: 0.95, with γ = 1).
+    /// KL-control with PPO: GAE λ (paper: 0.95, with γ = 1). Rejected: tilt has no value head.
     #[serde(default)]
     pub gae_lambda: Option<f64>,
-    /// KL-control with PPO: the value-loss coefficient (paper: 0.1).
+    /// KL-control with PPO: the value-loss coefficient (paper: 0.1). Rejected: tilt has no value
+    /// head.
     #[serde(default)]
     pub value_coef: Option<f64>,
 }

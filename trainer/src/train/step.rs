@@ -75,14 +75,7 @@ pub fn build_estimator<B: AutodiffBackend>(e: &EstimatorPlan) -> Result<Box<dyn 
                 KlPenalty::PerToken => tilt_estimators::KlPenalty::PerToken,
             });
             match ppo {
-                Some(p) => {
-                    anyhow::ensure!(
-                        p.epochs == 1,
-                        "estimator.ppo_epochs = {} is not implemented (only 1 epoch per batch)",
-                        p.epochs
-                    );
-                    Box::new(kl.with_clip(p.clip))
-                }
+                Some(p) => Box::new(kl.with_clip(p.clip)),
                 None => Box::new(kl),
             }
         }
@@ -255,6 +248,42 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(acc.grads())
     }
 
+    /// A further PPO epoch over the batch (KL-control, `estimator.ppo_epochs` > 1): the
+    /// gradient of PPO's clipped surrogate `min(ρA, clip(ρ, 1−ε, 1+ε) A)` at the current π is
+    /// `ρA ∇log π` where the unclipped term is the minimum and 0 where the clip holds, so the
+    /// epoch reuses [`accumulate`](Self::accumulate) with those weights in place of the
+    /// advantages (`ρ = π/π_old` per sequence, or per token with the per-token penalty; the
+    /// advantages stay those computed at sampling time, as in PPO).
+    fn ppo_epoch(
+        &self,
+        s: &Scored,
+        first: &EstimatorOutput<B>,
+        eps: f64,
+    ) -> Result<EstimatorOutput<B>> {
+        let weight = |lp_new: f64, lp_old: f64, a: f64| {
+            let rho = (lp_new - lp_old).exp();
+            let clipped = rho.clamp(1.0 - eps, 1.0 + eps);
+            if rho * a <= clipped * a { rho * a } else { 0.0 }
+        };
+        let inner = self.inner_device();
+        let pi = self.policy.valid();
+        let mut out = first.clone();
+        match &first.token_advantages {
+            Some(g) => {
+                let (old, _) = s.tokens.as_ref().context("per-token KL-control without tokens")?;
+                let new = rollout::token_log_probs(&pi, &s.rollout, &inner)?;
+                let w = g.iter().zip(new.iter().zip(old)).map(|(&a, (&n, &o))| weight(n, o, a));
+                out.token_advantages = Some(w.collect());
+            }
+            None => {
+                let new = rollout::log_probs(&pi, &s.rollout, &inner)?;
+                let w = (0..new.len()).map(|i| weight(new[i], s.log_q[i], first.advantages[i]));
+                out.advantages = w.collect();
+            }
+        }
+        Ok(out)
+    }
+
     /// The gradient variance (METHODS §5): the trace of the covariance of the per-sample
     /// gradients `g_i = ∇(−A_i log π(x_i))` (per-token advantages: `∇(−Σ_t A_it log π_t)`) of
     /// the batch's first samples (at most [`GRAD_VARIANCE_SAMPLES`]), at the parameters before
@@ -329,6 +358,18 @@ impl<B: AutodiffBackend> Run<B> {
         let lr = self.plan.optimizer.lr * self.plan.schedule.factor(self.step);
         let policy = self.policy.clone();
         self.policy = self.optimizer.step(lr, policy, grads);
+        if let EstimatorPlan::KlControl { ppo: Some(ppo), .. } = self.plan.estimator {
+            for _ in 1..ppo.epochs {
+                let again = self.ppo_epoch(&s, &out, ppo.clip)?;
+                let mut grads = self.accumulate(&s, &again)?;
+                if let Some(max) = self.plan.max_grad_norm {
+                    let norm = crate::grad_clip::global_grad_norm::<B, _>(&self.policy, &grads);
+                    crate::grad_clip::clip_to(&self.policy, &mut grads, norm, max);
+                }
+                let policy = self.policy.clone();
+                self.policy = self.optimizer.step(lr, policy, grads);
+            }
+        }
         self.estimator.update(&out.stats);
         // Z pools the training batches too (E_q[P/q] = Z for any q).
         self.z.push(&s.log_target, &s.log_q).context("Z tracker")?;
