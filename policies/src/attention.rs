@@ -65,7 +65,7 @@ impl<B: Backend> Attention<B> {
     ) -> Tensor<B, 3> {
         let [batch, seq, n_embd] = x.dims();
         let head_dim = n_embd / self.n_head;
-        let qkv = self.c_attn.forward(x);
+        let qkv = crate::model::linear_tokens(&self.c_attn, x);
         let heads = |i: usize| {
             qkv.clone()
                 .slice([0..batch, 0..seq, i * n_embd..(i + 1) * n_embd])
@@ -89,6 +89,6 @@ impl<B: Backend> Attention<B> {
             attention(q, k, v, None, Some(bias), AttentionModuleOptions::default())
         };
         let context = context.swap_dims(1, 2).reshape([batch, seq, n_embd]);
-        self.resid_dropout.forward(self.c_proj.forward(context))
+        self.resid_dropout.forward(crate::model::linear_tokens(&self.c_proj, context))
     }
 }

@@ -74,6 +74,16 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A download from the Hugging Face hub failed (cargo feature `hub`).
+    #[error("Hugging Face hub, model {model_id}, file {file}: {reason}")]
+    Hub {
+        /// The model id.
+        model_id: String,
+        /// The file being fetched (`-` before any).
+        file: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Inputs to a forward, scoring or sampling call are inconsistent.
     #[error("invalid input: {0}")]
     Input(String),

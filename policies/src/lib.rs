@@ -30,6 +30,8 @@ mod cache;
 pub mod checkpoint;
 mod config;
 mod error;
+#[cfg(feature = "hub")]
+pub mod hub;
 mod model;
 mod policy;
 mod sampler;

@@ -36,9 +36,20 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         // gelu_new is GELU's tanh approximation.
-        let h = gelu_new(self.c_fc.forward(x));
-        self.dropout.forward(self.c_proj.forward(h))
+        let h = gelu_new(linear_tokens(&self.c_fc, x));
+        self.dropout.forward(linear_tokens(&self.c_proj, h))
     }
+}
+
+/// `layer` applied to every token of `x` `[batch, seq, in]` as one `[batch·seq, in]` matrix
+/// product. burn's `Linear` on a 3-D input broadcasts its weight over a batched matmul, which
+/// burn-flex runs as one `[seq, in]` product per row: while sampling (seq = 1) that is a
+/// matrix-vector product per row, each reading the whole weight.
+pub(crate) fn linear_tokens<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [batch, seq, d] = x.dims();
+    let y = layer.forward(x.reshape([batch * seq, d]));
+    let out = y.dims()[1];
+    y.reshape([batch, seq, out])
 }
 
 /// `gelu_new`: `x/2 · (1 + tanh(u))` with `u = √(2/π) (x + 0.044715 x³)`, GELU's tanh

@@ -50,6 +50,22 @@ pub enum Command {
     Fit(FitArgs),
     /// Pretrain a small causal LM from text files (this builds the demo base model).
     Pretrain(PretrainArgs),
+    /// Download a GPT-2 model by id from the Hugging Face hub (cargo feature `hub`).
+    Download(DownloadArgs),
+}
+
+/// `tilt download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The model id, e.g. `gpt2` or `openai-community/gpt2`.
+    pub model_id: String,
+    /// A branch, tag or commit (default: main).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Copy the files here (e.g. `models/gpt2`, where the paper configs look) instead of only
+    /// printing the cache directory.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
 }
 
 /// Backend and device, shared by the commands that run a model.
@@ -256,6 +272,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(&args),
         Command::Fit(args) => fit(&args),
         Command::Pretrain(args) => crate::pretrain::command::run(&args),
+        Command::Download(args) => download(&args),
     }
 }
 
@@ -406,6 +423,36 @@ fn sample(args: &SampleArgs) -> Result<()> {
         println!("{} samples written to {}", job.n, path.display());
     }
     Ok(())
+}
+
+#[cfg(feature = "hub")]
+fn download(args: &DownloadArgs) -> Result<()> {
+    let dir = tilt_policies::hub::download(&args.model_id, args.revision.as_deref())?;
+    let Some(out) = &args.output else {
+        println!("{}", dir.display());
+        return Ok(());
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let from = entry?.path();
+        let Some(name) = from.file_name() else { continue };
+        let to = out.join(name);
+        // The cache holds symbolic links to blobs: copy what they point to.
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    }
+    println!("{} (from {})", out.display(), dir.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "hub"))]
+fn download(_: &DownloadArgs) -> Result<()> {
+    Err(BadInput(
+        "this tilt was built without the `hub` feature: rebuild it with \
+         `cargo build --release -p tilt-trainer --features hub`"
+            .into(),
+    )
+    .into())
 }
 
 fn ensure_compiled(backend: Backend) -> Result<()> {

@@ -112,3 +112,37 @@ fn the_embedded_demo_prepares_its_directory() {
     let (code, out, err) = tilt(&["check", "--config", s(&demo.join("demo.toml"))]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A real Ctrl-C (SIGINT) during `tilt train`: exit code 130, a checkpoint, and the message
+/// says how to resume.
+#[cfg(unix)]
+#[test]
+fn sigint_writes_a_checkpoint_and_exits_130() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    // Long enough that the signal arrives mid-run.
+    let run = config(dir.path(), r#"kind = "gdc_pp""#, 100_000, "");
+    let child = Command::new(env!("CARGO_BIN_EXE_tilt"))
+        .args(["train", "--config", s(&run)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for training to start: the step-0 evaluation is in metrics.jsonl.
+    let metrics = dir.path().join("out/metrics.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |t| t.is_empty()) {
+        assert!(start.elapsed() < Duration::from_secs(120), "training did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted after step") && err.contains("--resume"), "{err}");
+    assert!(dir.path().join("out/checkpoints/latest").is_file());
+}
