@@ -292,20 +292,7 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 
 fn load_plan(config: &std::path::Path, overrides: &Overrides) -> Result<Plan> {
     let plan = Plan::load(config, overrides)?;
-    let compiled = match plan.backend {
-        Backend::Flex => cfg!(feature = "flex"),
-        Backend::Ndarray => cfg!(feature = "ndarray"),
-        Backend::Tch => cfg!(feature = "tch"),
-        Backend::Wgpu => cfg!(feature = "wgpu"),
-        Backend::Cuda => cfg!(feature = "cuda"),
-    };
-    if !compiled {
-        return Err(BadInput(format!(
-            "backend `{0}` is not compiled into this tilt; rebuild with `--features {0}`",
-            plan.backend
-        ))
-        .into());
-    }
+    ensure_compiled(plan.backend)?;
     Ok(plan)
 }
 
@@ -468,8 +455,8 @@ fn ensure_compiled(backend: Backend) -> Result<()> {
 fn fit(args: &FitArgs) -> Result<()> {
     let plan = load_plan(&args.config, &args.backend.overrides())?;
     let job = crate::commands::FitJob { plan: plan.clone() };
-    let report = crate::backend::launch(plan.backend, Some(plan.device), job)?;
-    println!("{}", crate::commands::fit_report_text(&plan, &report));
+    let fit = crate::backend::launch(plan.backend, Some(plan.device), job)?;
+    println!("{}", crate::commands::fit_report_text(&fit));
     Ok(())
 }
 
@@ -483,9 +470,8 @@ fn eval(args: &EvalArgs) -> Result<()> {
     if !model.exists() {
         return Err(BadInput(format!("--model {}: no such directory", model.display())).into());
     }
-    let targets = crate::train::target::Target::new(&plan)?.targets();
     let job = crate::commands::EvalJob { plan: plan.clone(), model };
-    let record = crate::backend::launch(plan.backend, Some(plan.device), job)?;
+    let (record, targets) = crate::backend::launch(plan.backend, Some(plan.device), job)?;
     match &args.output {
         Some(path) => {
             let json = serde_json::to_string_pretty(&record).context("serialising the metrics")?;

@@ -5,25 +5,22 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tilt_ebm::{FitReport, LogZ, estimate_log_z, kl_target_model, log_weights, tvd_target_model};
-use tilt_policies::{Gpt2, Gpt2Tokenizer, checkpoint::load_hf_dir};
+use tilt_policies::{Gpt2, Gpt2Tokenizer};
 
 use crate::cli::BadInput;
 use crate::plan::{Plan, Sampling};
 use crate::report::EvalRecord;
 use crate::train::eval::{finite, policy_metrics};
+use crate::train::load_model;
 use crate::train::rollout::{Rollout, Sampler};
 use crate::train::target::Target;
 
 /// Rows per sampling call.
 const CHUNK: usize = 64;
-
-fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<Gpt2<B>> {
-    load_hf_dir::<B>(dir, device).with_context(|| format!("loading the model {}", dir.display()))
-}
 
 fn load_tokenizer(path: &Path) -> Result<Gpt2Tokenizer> {
     Gpt2Tokenizer::from_file(path)
@@ -118,25 +115,6 @@ fn write_jsonl(path: &Path, r: &Rollout) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Samples of a scored under the target: what a λ fit needs.
-fn fit<B: Backend>(
-    plan: &Plan,
-    base: &Gpt2<B>,
-    tokenizer: &Gpt2Tokenizer,
-    target: &mut Target,
-    rng: &mut ChaCha8Rng,
-) -> Result<Option<FitReport>> {
-    let Some(settings) = plan.lambda_fit else { return Ok(None) };
-    if !target.needs_fit() {
-        return Ok(None);
-    }
-    let sampler = Sampler::new(&plan.sampling, tokenizer, CHUNK)?;
-    let r = sampler.draw(base, settings.samples as usize, tokenizer, rng)?;
-    let scores = target.score(&r.samples())?;
-    let report = target.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores)?;
-    Ok(Some(report.clone()))
-}
-
 /// `tilt fit`: fits λ for a config's distributional constraints.
 #[derive(Debug, Clone)]
 pub struct FitJob {
@@ -144,10 +122,19 @@ pub struct FitJob {
     pub plan: Plan,
 }
 
-impl crate::backend::Job for FitJob {
-    type Output = FitReport;
+/// What `tilt fit` found: the report and the names of the moment constraints in λ's order.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// The fit report.
+    pub report: FitReport,
+    /// The moment constraints' names.
+    pub names: Vec<String>,
+}
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<FitReport> {
+impl crate::backend::Job for FitJob {
+    type Output = Fit;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Fit> {
         let plan = &self.plan;
         let mut target = Target::new(plan)?;
         if plan.lambda_fit.is_none() || !target.needs_fit() {
@@ -160,19 +147,22 @@ impl crate::backend::Job for FitJob {
         }
         let tokenizer = load_tokenizer(&plan.tokenizer)?;
         let base: Gpt2<B::InnerBackend> = load_model(&plan.base_model, &device)?;
+        let sampler = Sampler::new(&plan.sampling, &tokenizer, CHUNK)?;
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        let report =
-            fit(plan, &base, &tokenizer, &mut target, &mut rng)?.expect("a fit was needed");
-        Ok(report)
+        let report = target
+            .fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?
+            .expect("a fit was needed")
+            .clone();
+        Ok(Fit { report, names: target.moment_names() })
     }
 }
 
 /// The text `tilt fit` prints.
-pub fn fit_report_text(plan: &Plan, report: &FitReport) -> String {
-    let names = Target::new(plan).map(|t| t.moment_names()).unwrap_or_default();
+pub fn fit_report_text(fit: &Fit) -> String {
+    let report = &fit.report;
     let mut s = String::new();
     for (i, lambda) in report.lambda.iter().enumerate() {
-        let name = names.get(i).cloned().unwrap_or_else(|| format!("feature {i}"));
+        let name = fit.names.get(i).cloned().unwrap_or_else(|| format!("feature {i}"));
         s.push_str(&format!("λ[{name}] = {lambda:.6}\n"));
     }
     s.push_str(&format!(
@@ -195,21 +185,22 @@ pub struct EvalJob {
 }
 
 impl crate::backend::Job for EvalJob {
-    type Output = EvalRecord;
+    /// The metrics, and the targets of the constraints (for the printed table).
+    type Output = (EvalRecord, BTreeMap<String, f64>);
 
     /// Fits λ (if the target has moments), then on fresh samples of the model π: with the
     /// evaluation top-p, E_π\[φ\], KL(π‖a), fluency and diversity; with the training sampler (π
     /// as its own proposal), Z, ESS, KL(p‖π) and TVD(p,π) with a self-normalised Z.
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<EvalRecord> {
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output> {
         let plan = &self.plan;
         let tokenizer = load_tokenizer(&plan.tokenizer)?;
         let base: Gpt2<B::InnerBackend> = load_model(&plan.base_model, &device)?;
         let pi: Gpt2<B::InnerBackend> = load_model(&self.model, &device)?;
         let mut target = Target::new(plan)?;
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        fit(plan, &base, &tokenizer, &mut target, &mut rng)?;
-        let mut record = EvalRecord::default();
         let sampler = Sampler::new(&plan.sampling, &tokenizer, CHUNK)?;
+        target.fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?;
+        let mut record = EvalRecord::default();
         let eval_sampler = sampler.with_top_p(plan.eval.top_p);
         let r = eval_sampler.draw(&pi, plan.eval.samples as usize, &tokenizer, &mut rng)?;
         policy_metrics(&r, &base, &target, &plan.eval, &device, &mut record)?;
@@ -232,7 +223,7 @@ impl crate::backend::Job for EvalJob {
             );
         }
         record.extra.insert("lambda".into(), serde_json::json!(target.lambda()));
-        Ok(record)
+        Ok((record, target.targets()))
     }
 }
 

@@ -65,11 +65,7 @@ impl<B: AutodiffBackend> Run<B> {
             None => self.policy.valid(),
         };
         let r = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.eval_rng)?;
-        let log_a = if self.proposal.is_some() {
-            self.base_log_probs_of_proposal_samples(&r)?
-        } else {
-            rollout::log_probs(&self.base, &r, &inner)?
-        };
+        let log_a = self.base_log_probs_of_sampler_samples(&r)?;
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_q = &r.log_sampler;

@@ -134,7 +134,7 @@ fn optimizer<B: AutodiffBackend>(plan: &Plan) -> OptimizerAdaptor<AdamW, Gpt2<B>
         .init()
 }
 
-fn load_model<B: burn::tensor::backend::Backend>(
+pub(crate) fn load_model<B: burn::tensor::backend::Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<Gpt2<B>> {
@@ -203,9 +203,10 @@ impl<B: AutodiffBackend> Run<B> {
         self.proposal.is_some() && self.plan.policy_init.is_none() && self.z.proposals() == 1
     }
 
-    /// `log a(x)` of samples drawn from q: while q is a, the sampler's own log-probabilities
-    /// under the unmodified model (no forward pass); a forward pass of a otherwise.
-    fn base_log_probs_of_proposal_samples(&self, r: &rollout::Rollout) -> Result<Vec<f64>> {
+    /// `log a(x)` of samples drawn by the training sampler (q, or π on-policy): while q is a,
+    /// the sampler's own log-probabilities under the unmodified model (no forward pass); a
+    /// forward pass of a otherwise.
+    fn base_log_probs_of_sampler_samples(&self, r: &rollout::Rollout) -> Result<Vec<f64>> {
         if self.proposal_is_base() {
             return Ok(r.log_model.clone());
         }
@@ -214,24 +215,24 @@ impl<B: AutodiffBackend> Run<B> {
 
     /// Fits λ on `lambda_fit.samples` samples of a (q = a at the start).
     fn fit_lambda(&mut self) -> Result<()> {
-        let Some(settings) = self.plan.lambda_fit else { return Ok(()) };
-        if !self.target.needs_fit() {
-            return Ok(());
+        let n = self.plan.lambda_fit.map_or(0, |f| f.samples);
+        let fitted = self.target.fit_on_samples_of(
+            self.plan.lambda_fit,
+            &self.base,
+            &self.sampler,
+            &self.tokenizer,
+            &mut self.eval_rng,
+        )?;
+        if let Some(report) = fitted {
+            log::info!(
+                "λ = {:?} after {} iterations (max |μ̂ − μ̄| = {:.2e}, ESS {:.0} of {n}, {})",
+                report.lambda,
+                report.iterations,
+                report.residual,
+                report.ess,
+                if report.converged { "converged" } else { "NOT converged" }
+            );
         }
-        let n = settings.samples as usize;
-        let r = self.sampler.draw(&self.base, n, &self.tokenizer, &mut self.eval_rng)?;
-        let scores = self.target.score(&r.samples())?;
-        // Samples of a: their log a is the sampler's unmodified-model log-probability.
-        let log_a = r.log_model.clone();
-        let report = self.target.fit_lambda(&settings, &r.log_sampler, &log_a, &scores)?;
-        log::info!(
-            "λ = {:?} after {} iterations (max |μ̂ − μ̄| = {:.2e}, ESS {:.0} of {n}, {})",
-            report.lambda,
-            report.iterations,
-            report.residual,
-            report.ess,
-            if report.converged { "converged" } else { "NOT converged" }
-        );
         Ok(())
     }
 
@@ -258,7 +259,7 @@ impl<B: AutodiffBackend> Run<B> {
             &self.tokenizer,
             &mut self.eval_rng,
         )?;
-        let log_a = self.base_log_probs_of_proposal_samples(&r)?;
+        let log_a = self.base_log_probs_of_sampler_samples(&r)?;
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_pi = rollout::log_probs(&self.policy.valid(), &r, &inner)?;

@@ -13,10 +13,10 @@ use tilt_estimators::{
     JensenShannon, KlControl, Reinforce, ReverseKl, RewardBaseline, ScoredBatch, StepStats,
     TotalVariation,
 };
-use tilt_policies::Gpt2;
+use tilt_policies::{Gpt2, SequenceBatch};
 
 use super::Run;
-use super::rollout::{self, Rollout};
+use super::rollout::{self, Chunk, Rollout};
 use super::target::FeatureScores;
 use crate::config::{FDivergence, KlPenalty};
 use crate::plan::{Beta, Estimator as EstimatorPlan, ReinforceBaseline};
@@ -145,11 +145,7 @@ impl<B: AutodiffBackend> Run<B> {
         let rollout = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.rng)?;
         let t1 = std::time::Instant::now();
         let inner = self.inner_device();
-        let log_a = if self.proposal.is_some() {
-            self.base_log_probs_of_proposal_samples(&rollout)?
-        } else {
-            rollout::log_probs(&self.base, &rollout, &inner)?
-        };
+        let log_a = self.base_log_probs_of_sampler_samples(&rollout)?;
         log::debug!(
             "sampling {n} {:.2} s, scoring them under a {:.2} s",
             (t1 - t0).as_secs_f64(),
@@ -207,6 +203,48 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(self.estimator.loss(&batch)?)
     }
 
+    /// `−(1/m) Σ_i A_i log π(x_i)` over the `rows` samples from `first` (in batch order), which
+    /// `mb` holds (rows of `chunk`); with per-token advantages `−(1/m) Σ_i Σ_t A_it log π_t`.
+    /// `log π` is differentiable (with dropout).
+    fn weighted_log_prob(
+        &self,
+        mb: &SequenceBatch<B>,
+        chunk: &Chunk,
+        first: usize,
+        rows: usize,
+        out: &EstimatorOutput<B>,
+        m: f64,
+    ) -> Tensor<B, 1> {
+        match &out.token_advantages {
+            Some(g) => {
+                let t = chunk.steps;
+                let lp = self.policy.token_log_probs(mb);
+                let lp = lp.slice([0..rows, chunk.prompt_len..chunk.prompt_len + t]);
+                let w: Vec<f64> = g[first * t..(first + rows) * t].iter().map(|v| -v / m).collect();
+                let w: Tensor<B, 2> =
+                    Tensor::from_data(TensorData::new(w, [rows, t]), &self.device);
+                (lp * w).sum()
+            }
+            None => {
+                let lp = self.policy.log_prob(mb);
+                let w: Vec<f64> =
+                    out.advantages[first..first + rows].iter().map(|a| -a / m).collect();
+                let w: Tensor<B, 1> = Tensor::from_data(TensorData::new(w, [rows]), &self.device);
+                (lp * w).sum()
+            }
+        }
+    }
+
+    /// The gradient's global norm, clipped to `max_grad_norm` when that is set.
+    fn clip(&self, grads: &mut GradientsParams) -> f64 {
+        let norm = crate::grad_clip::global_grad_norm::<B, _>(&self.policy, grads);
+        let value = norm.clone().into_scalar().elem::<f64>();
+        if let Some(max) = self.plan.max_grad_norm {
+            crate::grad_clip::clip_to(&self.policy, grads, norm, max);
+        }
+        value
+    }
+
     /// Accumulates `∇ −(1/m) Σ_i A_i log π(x_i)` over forward minibatches, `log π` recomputed
     /// differentiably (with dropout) per minibatch; per-token advantages weight each token.
     fn accumulate(&self, s: &Scored, out: &EstimatorOutput<B>) -> Result<GradientsParams> {
@@ -218,28 +256,7 @@ impl<B: AutodiffBackend> Run<B> {
             for start in (0..chunk.rows).step_by(self.plan.minibatch_size as usize) {
                 let end = (start + self.plan.minibatch_size as usize).min(chunk.rows);
                 let mb = batch.rows(start, end);
-                let rows = end - start;
-                let loss = match &out.token_advantages {
-                    Some(g) => {
-                        let t = chunk.steps;
-                        let lp = self.policy.token_log_probs(&mb);
-                        let width = chunk.prompt_len + t;
-                        let lp = lp.slice([0..rows, chunk.prompt_len..width]);
-                        let w: Vec<f64> =
-                            g[(row + start) * t..(row + end) * t].iter().map(|v| -v / m).collect();
-                        let w: Tensor<B, 2> =
-                            Tensor::from_data(TensorData::new(w, [rows, t]), &self.device);
-                        (lp * w).sum()
-                    }
-                    None => {
-                        let lp = self.policy.log_prob(&mb);
-                        let w: Vec<f64> =
-                            out.advantages[row + start..row + end].iter().map(|a| -a / m).collect();
-                        let w: Tensor<B, 1> =
-                            Tensor::from_data(TensorData::new(w, [rows]), &self.device);
-                        (lp * w).sum()
-                    }
-                };
+                let loss = self.weighted_log_prob(&mb, chunk, row + start, end - start, out, m);
                 let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
                 acc.accumulate(&self.policy, grads);
             }
@@ -298,20 +315,7 @@ impl<B: AutodiffBackend> Run<B> {
                     break 'chunks;
                 }
                 let one = batch.rows(r, r + 1);
-                let i = row + r;
-                let loss = match &out.token_advantages {
-                    Some(g) => {
-                        let t = chunk.steps;
-                        let width = chunk.prompt_len + t;
-                        let lp = self.policy.token_log_probs(&one);
-                        let lp = lp.slice([0..1, chunk.prompt_len..width]);
-                        let w: Vec<f64> = g[i * t..(i + 1) * t].iter().map(|v| -v).collect();
-                        let w: Tensor<B, 2> =
-                            Tensor::from_data(TensorData::new(w, [1, t]), &self.device);
-                        (lp * w).sum()
-                    }
-                    None => self.policy.log_prob(&one).sum().mul_scalar(-out.advantages[i]),
-                };
+                let loss = self.weighted_log_prob(&one, chunk, row + r, 1, out, 1.0);
                 let grads = loss.backward();
                 acc.push(&tilt_estimators::flatten_gradients(&self.policy, &grads))?;
             }
@@ -345,11 +349,7 @@ impl<B: AutodiffBackend> Run<B> {
             _ => None,
         };
         let mut grads = self.accumulate(&s, &out)?;
-        let norm = crate::grad_clip::global_grad_norm::<B, _>(&self.policy, &grads);
-        let grad_norm = norm.clone().into_scalar().elem::<f64>();
-        if let Some(max) = self.plan.max_grad_norm {
-            crate::grad_clip::clip_to(&self.policy, &mut grads, norm, max);
-        }
+        let grad_norm = self.clip(&mut grads);
         log::debug!(
             "step {step}: sampling and scoring {:.2} s, gradient {:.2} s",
             (t1 - t0).as_secs_f64(),
@@ -362,10 +362,7 @@ impl<B: AutodiffBackend> Run<B> {
             for _ in 1..ppo.epochs {
                 let again = self.ppo_epoch(&s, &out, ppo.clip)?;
                 let mut grads = self.accumulate(&s, &again)?;
-                if let Some(max) = self.plan.max_grad_norm {
-                    let norm = crate::grad_clip::global_grad_norm::<B, _>(&self.policy, &grads);
-                    crate::grad_clip::clip_to(&self.policy, &mut grads, norm, max);
-                }
+                self.clip(&mut grads);
                 let policy = self.policy.clone();
                 self.policy = self.optimizer.step(lr, policy, grads);
             }

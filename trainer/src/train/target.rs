@@ -166,6 +166,26 @@ impl Target {
         Ok(out)
     }
 
+    /// Fits λ on `settings.samples` fresh samples of the base model a drawn with `sampler`
+    /// (`None`: no settings, or no moment constraint to fit).
+    pub fn fit_on_samples_of<B: burn::tensor::backend::Backend>(
+        &mut self,
+        settings: Option<LambdaFit>,
+        base: &tilt_policies::Gpt2<B>,
+        sampler: &super::rollout::Sampler,
+        tokenizer: &tilt_policies::Gpt2Tokenizer,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<Option<&FitReport>> {
+        let Some(settings) = settings else { return Ok(None) };
+        if !self.needs_fit() {
+            return Ok(None);
+        }
+        let r = sampler.draw(base, settings.samples as usize, tokenizer, rng)?;
+        let scores = self.score(&r.samples())?;
+        // Samples of a: their log a is the sampler's unmodified-model log-probability.
+        self.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores).map(Some)
+    }
+
     /// Fits λ on samples of q = a (`log_q` their sampled log-probs, `log_a` the base model's).
     pub fn fit_lambda(
         &mut self,
