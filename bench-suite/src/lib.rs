@@ -8,17 +8,23 @@
 //!   batch ([`ScoringFixture::gdcpp_only`]).
 //! - [`ZProblem`]: synthetic log P / log q / log π samples for the partition-function and
 //!   divergence benchmarks (issue 6).
+//! - [`TrainStep`]: one full GDC++ training step (sample from q, score a, score π with its
+//!   backward pass, Adam), the work `compare/train_step.py` times disco's `DPGTuner` on.
 //! - [`median`]: for the paired-timing example.
 //!
 //! Everything is seeded, so two runs measure the same work.
 
+use std::time::Instant;
+
 use burn::backend::{Autodiff, Flex};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tilt_estimators::{Dpg, Estimator, EstimatorOutput, ScoredBatch};
-use tilt_policies::{Gpt2, Gpt2Config, SequenceBatch};
+use tilt_policies::{Gpt2, Gpt2Config, SamplingConfig, SequenceBatch};
 
 /// The CPU autodiff backend the estimator benchmarks run on (`flex`, the crate's default).
 pub type AdFlex = Autodiff<Flex>;
@@ -208,6 +214,122 @@ impl ZProblem {
     }
 }
 
+/// One full GDC++ training step on a random GPT-2-shaped model, as tilt-trainer runs it once
+/// q has been replaced (so log a needs its own forward pass), and as disco's `DPGTuner._step`
+/// does it: draw `batch` sequences of `new_tokens` from q (ancestral, KV cache, one
+/// `<|endoftext|>` prompt), score them under a (no gradient) and the pointwise feature
+/// b(x) = [first token mod 4 ≠ 3] (so P = 0 for about a quarter), update the running Z, score
+/// them under π with the GDC++ loss and its backward pass, and take one Adam step on π.
+pub struct TrainStep {
+    /// π, trained.
+    pub policy: Gpt2<AdFlex>,
+    /// a, the base model of the target.
+    pub base: Gpt2<Flex>,
+    /// q, the proposal (a copy of a; its weights do not change the cost).
+    pub proposal: Gpt2<Flex>,
+    optimizer: OptimizerAdaptor<Adam, Gpt2<AdFlex>, AdFlex>,
+    sampling: SamplingConfig,
+    prompts: Vec<Vec<u32>>,
+    rng: ChaCha8Rng,
+    /// Importance weights P/q of every sample so far (the running Z).
+    log_weights: Vec<f64>,
+}
+
+impl std::fmt::Debug for TrainStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainStep")
+            .field("batch", &self.prompts.len())
+            .field("new_tokens", &self.sampling.max_new_tokens)
+            .field("samples_seen", &self.log_weights.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long each part of a [`TrainStep::step`] took, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepTimes {
+    /// Sampling from q.
+    pub sample: f64,
+    /// Scoring under a, the feature and Z.
+    pub target: f64,
+    /// Scoring π, the GDC++ loss and its backward pass.
+    pub policy: f64,
+    /// The Adam step.
+    pub optimizer: f64,
+}
+
+impl StepTimes {
+    /// The whole step.
+    pub fn total(&self) -> f64 {
+        self.sample + self.target + self.policy + self.optimizer
+    }
+}
+
+impl TrainStep {
+    /// π, a and q all start from the weights of `seed`; samples come from `seed + 1`.
+    pub fn new(shape: ModelShape, batch: usize, new_tokens: usize, seed: u64) -> Self {
+        let device = Default::default();
+        let config = shape.config();
+        let base = config.init_seeded::<Flex>(&device, seed);
+        Self {
+            policy: config.init_seeded::<AdFlex>(&device, seed),
+            proposal: base.clone(),
+            base,
+            optimizer: AdamConfig::new().init(),
+            sampling: SamplingConfig::fixed_length(new_tokens),
+            prompts: vec![vec![config.bos_token_id as u32]; batch],
+            rng: ChaCha8Rng::seed_from_u64(seed + 1),
+            log_weights: Vec::new(),
+        }
+    }
+
+    /// One step with learning rate `lr`; returns its timings and the loss.
+    pub fn step(&mut self, lr: f64) -> (StepTimes, f64) {
+        let clock = Instant::now();
+        let samples =
+            self.proposal.sample(&self.prompts, &self.sampling, &mut self.rng).expect("valid");
+        let sample = clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        let log_q: Vec<f64> =
+            samples.sequence_sampling_log_probs().iter().map(|&l| f64::from(l)).collect();
+        let log_a: Vec<f64> =
+            self.base.log_prob(&samples.batch).into_data().iter::<f64>().collect();
+        let generated = samples.generated();
+        let log_target: Vec<f64> = generated
+            .iter()
+            .zip(&log_a)
+            .map(
+                |(x, a)| if x.first().is_some_and(|t| t % 4 == 3) { f64::NEG_INFINITY } else { *a },
+            )
+            .collect();
+        self.log_weights.extend(tilt_ebm::log_weights(&log_target, &log_q).expect("valid weights"));
+        let log_z = tilt_ebm::estimate_log_z(&self.log_weights).map_or(0.0, |e| e.log_z);
+        let target = clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        let device = Default::default();
+        let rows: Vec<Vec<u32>> =
+            self.prompts.iter().zip(&generated).map(|(p, g)| [p.as_slice(), g].concat()).collect();
+        let batch = SequenceBatch::<AdFlex>::from_rows(&rows, &vec![1; rows.len()], &device)
+            .expect("valid rows");
+        let scored = ScoredBatch::new(self.policy.log_prob(&batch))
+            .and_then(|b| b.with_log_q(log_q))
+            .and_then(|b| b.with_log_target(log_target))
+            .expect("consistent shapes")
+            .with_log_z(log_z);
+        let out = Dpg::gdc_plus_plus().loss(&scored).expect("valid inputs");
+        let loss = out.loss.clone().into_scalar().elem::<f64>();
+        let grads = GradientsParams::from_grads(out.loss.backward(), &self.policy);
+        let policy = clock.elapsed().as_secs_f64();
+
+        let clock = Instant::now();
+        self.policy = self.optimizer.step(lr, self.policy.clone(), grads);
+        let optimizer = clock.elapsed().as_secs_f64();
+        (StepTimes { sample, target, policy, optimizer }, loss)
+    }
+}
+
 /// The median of `xs` (mean of the middle two for an even count); NaN for an empty slice.
 pub fn median(xs: &[f64]) -> f64 {
     if xs.is_empty() {
@@ -260,6 +382,24 @@ mod tests {
             assert!((gi + a / n as f64).abs() < 1e-4 * (1.0 + a.abs()), "{g:?}");
         }
         assert_eq!(out.advantages[3], -(f.log_z + f.log_pi[3] - f.log_q[3]).exp());
+    }
+
+    #[test]
+    fn a_train_step_moves_the_policy_and_is_seeded() {
+        let mut a = TrainStep::new(ModelShape::Mini2, 4, 3, 7);
+        let before: Vec<f32> =
+            a.policy.log_prob(&first_batch()).into_data().iter::<f32>().collect();
+        let (times, loss) = a.step(1e-3);
+        assert!(loss.is_finite() && times.total() > 0.0);
+        let after: Vec<f32> = a.policy.log_prob(&first_batch()).into_data().iter::<f32>().collect();
+        assert_ne!(before, after, "the Adam step changed nothing");
+        let mut b = TrainStep::new(ModelShape::Mini2, 4, 3, 7);
+        assert_eq!(b.step(1e-3).1, loss, "same seed, same step");
+    }
+
+    fn first_batch() -> SequenceBatch<AdFlex> {
+        SequenceBatch::from_rows(&random_rows(2, 3, 8192, 0, 1), &[1; 2], &Default::default())
+            .unwrap()
     }
 
     #[test]

@@ -48,11 +48,35 @@ pub enum Command {
     Eval(EvalArgs),
     /// Fit λ for a config's distributional constraints and print the fit report.
     Fit(FitArgs),
+    /// Compare runs: each group's final metrics as mean ± std over seeds, and the curves.
+    Compare(CompareArgs),
     /// Pretrain a small causal LM from text files (this builds the demo base model).
     Pretrain(PretrainArgs),
     /// Download a GPT-2 model by id from the Hugging Face hub (cargo feature `hub`).
     Download(DownloadArgs),
 }
+
+/// `tilt compare`.
+#[derive(Debug, Args)]
+#[command(after_help = COMPARE_HELP)]
+pub struct CompareArgs {
+    /// Directories searched for runs (directories holding a metrics.jsonl).
+    #[arg(required = true, value_name = "RUNS")]
+    pub roots: Vec<PathBuf>,
+    /// Where the table (table.md), summary.json and plots go (default: FIRST_ROOT/report).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Also compare runs that have not finished (their last evaluation counts as final).
+    #[arg(long)]
+    pub include_unfinished: bool,
+}
+
+const COMPARE_HELP: &str = "\
+Every directory under RUNS that holds a metrics.jsonl is a run. Runs in directories named \
+seed-* are the seeds of one group, named by their parent directory; a group named TASK-METHOD \
+(e.g. house-gdc_pp) goes in TASK's table. scripts/reproduce.sh lays its runs out this way.
+
+Example: tilt compare runs/reproduce --output docs/reproduction";
 
 /// `tilt download`.
 #[derive(Debug, Args)]
@@ -105,6 +129,9 @@ pub struct TrainArgs {
     /// `tilt-demo`).
     #[arg(short, long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+    /// Use this seed instead of the config's `seed` (for repeating one config over seeds).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Start afresh even if the output directory holds an earlier run (its metrics, samples
     /// and checkpoints are replaced).
     #[arg(long, conflicts_with = "resume")]
@@ -271,6 +298,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),
         Command::Fit(args) => fit(&args),
+        Command::Compare(args) => compare(&args),
         Command::Pretrain(args) => crate::pretrain::command::run(&args),
         Command::Download(args) => download(&args),
     }
@@ -294,6 +322,30 @@ fn load_plan(config: &std::path::Path, overrides: &Overrides) -> Result<Plan> {
     let plan = Plan::load(config, overrides)?;
     ensure_compiled(plan.backend)?;
     Ok(plan)
+}
+
+fn compare(args: &CompareArgs) -> Result<()> {
+    for root in &args.roots {
+        if !root.is_dir() {
+            return Err(BadInput(format!("{}: not a directory", root.display())).into());
+        }
+    }
+    let mut runs = crate::report::find_runs(&args.roots)?;
+    if !args.include_unfinished {
+        for r in runs.iter().filter(|r| !r.finished) {
+            println!("skipping {} (not finished; --include-unfinished counts it)", r.dir.display());
+        }
+        runs.retain(|r| r.finished);
+    }
+    if runs.is_empty() {
+        let roots: Vec<String> = args.roots.iter().map(|r| r.display().to_string()).collect();
+        return Err(BadInput(format!("no runs (metrics.jsonl) under {}", roots.join(", "))).into());
+    }
+    let out = args.output.clone().unwrap_or_else(|| args.roots[0].join("report"));
+    let table = crate::report::compare(&runs, &out)?;
+    println!("{table}");
+    println!("{} runs compared; table, summary.json and plots in {}", runs.len(), out.display());
+    Ok(())
 }
 
 fn check(args: &CheckArgs) -> Result<()> {
@@ -349,6 +401,9 @@ fn train(args: &TrainArgs) -> Result<()> {
     let mut plan = load_plan(&config, &args.backend.overrides())?;
     if let Some(dir) = &args.output_dir {
         plan.output_dir = dir.clone();
+    }
+    if let Some(seed) = args.seed {
+        plan.seed = seed;
     }
     match &args.resume {
         Some(dir) => {

@@ -269,7 +269,8 @@ pub struct Plan {
     pub sampling: Sampling,
     /// Proposal updates (off-policy estimators only).
     pub proposal: Option<Proposal>,
-    /// λ fit (distribution-matching estimators with a `moment` other than 0 or 1).
+    /// λ fit (any estimator, when a constraint has a `moment` other than 0 or 1: reward
+    /// maximisation is evaluated against the same p).
     pub lambda_fit: Option<LambdaFit>,
     /// Evaluation.
     pub eval: EvalConfig,
@@ -629,14 +630,14 @@ impl Plan {
         c.at_least_one("lambda_fit.samples", lf.samples);
         c.positive("lambda_fit.tolerance", lf.tolerance);
         c.at_least_one("lambda_fit.max_iterations", u64::from(lf.max_iterations));
-        // Reward maximisation has no target to fit λ for (its moment constraints are only
-        // tracked in evaluation).
-        let lambda_fit =
-            (has_moment && estimator.is_distribution_matching()).then_some(LambdaFit {
-                samples: lf.samples,
-                tolerance: lf.tolerance,
-                max_iterations: lf.max_iterations,
-            });
+        // λ is fitted whenever there are moment constraints: distribution matching trains
+        // toward p, and reward maximisation is evaluated against the same p (KL(p‖π), TVD), so
+        // that the two are compared on one target.
+        let lambda_fit = has_moment.then_some(LambdaFit {
+            samples: lf.samples,
+            tolerance: lf.tolerance,
+            max_iterations: lf.max_iterations,
+        });
 
         // Evaluation and checkpoints.
         let e = &config.eval;

@@ -84,3 +84,38 @@ fn bad_command_lines_exit_2() {
     assert_eq!(code, 0);
     assert!(out.contains("--resume <DIR>") && out.contains("--backend <BACKEND>"), "{out}");
 }
+
+#[test]
+fn compare_reports_finished_runs_and_refuses_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("runs");
+    std::fs::create_dir_all(&root).unwrap();
+    let (code, _, err) = tilt(&["compare", root.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no runs (metrics.jsonl)"), "{err}");
+    let record = |step: u64, phi: f64| {
+        format!(
+            "{{\"step\":{step},\"samples_seen\":{},\"moments\":{{\"w\":{phi}}},\"kl_p_pi\":1.5}}\n",
+            step * 8
+        )
+    };
+    for (name, finished) in
+        [("t-gdc_pp/seed-1", true), ("t-gdc_pp/seed-2", true), ("t-gdc/seed-1", false)]
+    {
+        let run = root.join(name);
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("metrics.jsonl"), record(0, 0.1) + &record(5, 0.5)).unwrap();
+        if finished {
+            std::fs::write(run.join("run.json"), r#"{"config":"x.toml","config_hash":"","estimator":"GdcPp","seed":1,"steps":5,"samples_seen":40,"targets":{"w":1.0},"lambda":[]}"#).unwrap();
+        }
+    }
+    let (code, out, err) = tilt(&["compare", root.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("skipping") && out.contains("t-gdc/seed-1"), "{out}");
+    assert!(out.contains("| gdc_pp | 0.500 ± 0.000 | 1.500 ± 0.000 |"), "{out}");
+    assert!(out.contains("E[φ w] (→ 1)"), "{out}");
+    assert!(root.join("report/table.md").is_file() && root.join("report/t-kl_p_pi.png").is_file());
+    let (code, out, _) = tilt(&["compare", root.to_str().unwrap(), "--include-unfinished"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("| gdc | 0.500 |"), "{out}");
+}

@@ -143,7 +143,8 @@ fn full_example_config_parses() {
     assert_eq!(p.sampling.top_k, Some(50));
     assert_eq!(p.sampling.prompt.as_deref(), Some("My name is"));
     assert_eq!(p.eval.grad_variance_interval, Some(25));
-    assert_eq!(p.lambda_fit, None, "reward maximisation fits no λ");
+    // λ is fitted for reward maximisation too: its π is evaluated against p.
+    assert_eq!(p.lambda_fit.map(|f| f.samples), Some(2048), "RM is evaluated against p");
     assert_eq!(p.constraint_names, ["female", "science"]);
     assert_eq!(p.policy_init.as_deref(), Some(Path::new("/abs/pi")));
 }
@@ -327,7 +328,7 @@ fn the_documented_example_is_valid_and_all_defaults() {
 fn shipped_configs_are_valid() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
     let mut seen = 0;
-    for (folder, inputs_here) in [("paper", false), ("cpu", true)] {
+    for (folder, inputs_here) in [("paper", false), ("cpu", true), ("reproduce", true)] {
         let mut files: Vec<_> = std::fs::read_dir(root.join(folder))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -344,5 +345,5 @@ fn shipped_configs_are_valid() {
             seen += 1;
         }
     }
-    assert!(seen >= 48, "{seen} configs");
+    assert!(seen >= 62, "{seen} configs");
 }

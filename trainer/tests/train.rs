@@ -138,6 +138,12 @@ fn sane_run(estimator: &str, extra: &str) {
     assert!(last.extra.contains_key("train/loss"), "{estimator}: {:?}", last.extra.keys());
     assert!(plan.output_dir.join("samples.jsonl").metadata().unwrap().len() > 0);
     assert!(plan.output_dir.join("plots").is_dir());
+    let info: tilt_trainer::report::RunInfo = serde_json::from_slice(
+        &std::fs::read(plan.output_dir.join(tilt_trainer::report::RUN_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((info.steps, info.seed), (5, 3), "{estimator}: run.json");
+    assert_eq!(info.targets["has_a"], 0.5);
     assert!(plan.checkpoints_dir().join("latest").is_file());
 }
 

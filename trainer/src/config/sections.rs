@@ -496,7 +496,8 @@ pub struct EvalConfig {
     /// Samples from π per evaluation, drawn with `top_p` (paper: 2048): E\[φ\], diversity,
     /// fluency, KL(π‖a).
     pub samples: u64,
-    /// Samples from the training sampler (q, or π on-policy) per evaluation, for the
+    /// Samples from the training sampler (q, or π for on-policy distribution matching; a for
+    /// reward maximisation, whose π need not cover p) per evaluation, for the
     /// importance-sampled KL(p‖π), KL(p‖q), TVD and Z (default 2048).
     pub proposal_samples: u64,
     /// Nucleus mass of the evaluation samples from π (paper: 0.9).

@@ -1,10 +1,12 @@
 //! What a run leaves behind for people: the `metrics.jsonl` log, PNG plots and the final
 //! summary table.
 
+mod compare;
 mod metrics_log;
 mod plots;
 mod summary;
 
+pub use compare::{RUN_FILE, RunInfo, RunRecords, Stat, compare, find_runs};
 pub use metrics_log::{EvalRecord, MetricsLog, read_metrics};
 pub use plots::{PLOT_FILES, render_plots};
 pub use summary::summary_table;

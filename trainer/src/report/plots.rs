@@ -192,6 +192,87 @@ fn draw(
     root.present().map_err(|e| err(&e))
 }
 
+/// A line with a band: (x, mean, std) points, drawn as the mean and a shaded ±1 std band.
+pub(crate) struct Band {
+    pub(crate) name: String,
+    pub(crate) points: Vec<(f64, f64, f64)>,
+}
+
+/// One plot of several [`Band`]s against samples seen, with `target` as a dashed line.
+pub(crate) fn draw_bands(
+    path: &Path,
+    title: &str,
+    bands: &[Band],
+    target: Option<f64>,
+) -> Result<(), String> {
+    register_font()?;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let ys = bands.iter().flat_map(|b| b.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
+    let (lo, hi) = ys
+        .chain(target)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let pad = if hi > lo { 0.08 * (hi - lo) } else { 0.5f64.max(0.1 * hi.abs()) };
+    let xs = bands.iter().flat_map(|b| b.points.iter().map(|p| p.0));
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FAMILY, 26))
+        .margin(18)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("samples seen")
+        .x_label_formatter(&|v| short_count(*v))
+        .y_label_formatter(&|v| trim_to(*v, 3))
+        .label_style((FAMILY, 15))
+        .axis_desc_style((FAMILY, 17))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (i, band) in bands.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let upper = band.points.iter().map(|p| (p.0, p.1 + p.2));
+        let lower = band.points.iter().rev().map(|p| (p.0, p.1 - p.2));
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                upper.chain(lower).collect::<Vec<_>>(),
+                color.mix(0.15).filled(),
+            )))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(LineSeries::new(
+                band.points.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label(band.name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    if let Some(t) = target {
+        chart
+            .draw_series(DashedLineSeries::new([(x0, t), (x1, t)], 8, 6, BLACK.stroke_width(1)))
+            .map_err(|e| err(&e))?
+            .label(format!("target {}", trim(t)))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], BLACK.stroke_width(1)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

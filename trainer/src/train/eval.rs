@@ -1,6 +1,6 @@
 //! Evaluation on fresh samples (METHODS §5): from π (with the evaluation top-p) for E\[φ\],
-//! KL(π‖a), fluency and diversity; from the training sampler (q off-policy, π on-policy) for
-//! the importance-sampled KL(p‖π), KL(p‖q), TVD, Z and ESS.
+//! KL(π‖a), fluency and diversity; from the training sampler (q off-policy, π on-policy), or
+//! from a for reward maximisation, for the importance-sampled KL(p‖π), KL(p‖q), TVD, Z and ESS.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -55,22 +55,34 @@ impl<B: AutodiffBackend> Run<B> {
         self.log_samples(&r.texts)
     }
 
-    /// Samples from the training sampler: Z (pooled into the tracker), ESS, KL(p‖π), KL(p‖q),
-    /// TVD(p,π), TVD(p,q), E_q\[φ\].
+    /// Importance-sampled metrics: Z (pooled into the tracker), ESS, KL(p‖π), KL(p‖q),
+    /// TVD(p,π), TVD(p,q), E_q\[φ\]. The samples come from the training sampler (q
+    /// off-policy, π for on-policy distribution matching) or, for reward maximisation, from a:
+    /// an RM policy may put no mass where p has some (it is not trained toward p), and
+    /// importance sampling from π then misses that part of p and reports a KL(p‖π) far too
+    /// low, while a covers p by construction (p ≪ a).
     fn evaluate_importance(&mut self, record: &mut EvalRecord) -> Result<()> {
         let n = self.plan.eval.proposal_samples as usize;
         let inner = self.inner_device();
+        let from_base = !self.plan.estimator.is_distribution_matching();
         let sampler_model = match &self.proposal {
+            _ if from_base => self.base.clone(),
             Some(q) => q.clone(),
             None => self.policy.valid(),
         };
         let r = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.eval_rng)?;
-        let log_a = self.base_log_probs_of_sampler_samples(&r)?;
+        let log_a = if from_base {
+            r.log_model.clone()
+        } else {
+            self.base_log_probs_of_sampler_samples(&r)?
+        };
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_q = &r.log_sampler;
-        let log_pi = if self.proposal.is_some() {
+        if self.proposal.is_some() {
             record.moments_q = scores.means();
+        }
+        let log_pi = if self.proposal.is_some() || from_base {
             rollout::log_probs(&self.policy.valid(), &r, &inner)?
         } else {
             log_q.clone()

@@ -290,6 +290,21 @@ impl<B: AutodiffBackend> Run<B> {
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
             println!("{}", summary_table(first, last, &targets));
         }
+        let info = crate::report::RunInfo {
+            config: self.plan.config_file.clone(),
+            config_hash: self.plan.config_hash.clone(),
+            estimator: format!("{:?}", self.plan.estimator),
+            seed: self.plan.seed,
+            steps: self.step,
+            samples_seen: self.samples_seen,
+            targets,
+            lambda: self.target.lambda().to_vec(),
+        };
+        let json = serde_json::to_vec_pretty(&info).context("serialising run.json")?;
+        crate::checkpoint::write_atomic(
+            &self.plan.output_dir.join(crate::report::RUN_FILE),
+            &json,
+        )?;
         let dir = self.plan.output_dir.join(FINAL_DIR);
         self.policy.valid().save_hf_dir(&dir).context("exporting the final policy")?;
         self.tokenizer.save(dir.join("tokenizer.json")).context("exporting the tokenizer")?;

@@ -82,7 +82,7 @@ impl Target {
         let base_dir = plan.config_file.parent().unwrap_or(Path::new("."));
         let constraints = build_constraints(plan, base_dir)?;
         let reward = plan.reward.as_ref().map(|r| build_reward(r, base_dir)).transpose()?;
-        // Reward maximisation has no λ: its target for the metrics is P = a · b.
+        // λ is fitted for moment constraints whatever the estimator: RM is evaluated against p too.
         let n_moments = if plan.lambda_fit.is_some() { constraints.moments.len() } else { 0 };
         let ebm =
             if n_moments == 0 { Ebm::pointwise(1) } else { Ebm::hybrid(1, vec![0.0; n_moments])? };
