@@ -4,6 +4,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
 use rand::{Rng, RngCore};
+use rayon::prelude::*;
 
 use crate::cache::KvCache;
 use crate::error::{Error, Result};
@@ -125,8 +126,8 @@ fn row_sums(x: &[f32], batch: usize, width: usize) -> Vec<f32> {
 
 /// Draws an index with probability `weights[i] / total` by inverting the CDF at a uniform
 /// draw; falls back to the last positive weight against rounding.
-fn draw_weighted(weights: &[f64], total: f64, rng: &mut dyn RngCore) -> usize {
-    let target = rng.random::<f64>() * total;
+fn draw_weighted(weights: &[f64], total: f64, u: f64) -> usize {
+    let target = u * total;
     let mut acc = 0.0;
     let mut last = 0;
     for (i, &w) in weights.iter().enumerate() {
@@ -141,10 +142,9 @@ fn draw_weighted(weights: &[f64], total: f64, rng: &mut dyn RngCore) -> usize {
     last
 }
 
-/// Draws an index from log-probabilities (`-inf` = excluded) by inverting the CDF at a
-/// uniform draw; falls back to the last allowed index against rounding.
-fn draw(log_probs: &[f64], rng: &mut dyn RngCore) -> usize {
-    let u: f64 = rng.random();
+/// Draws an index from log-probabilities (`-inf` = excluded) by inverting the CDF at the
+/// uniform draw `u`; falls back to the last allowed index against rounding.
+fn draw(log_probs: &[f64], u: f64) -> usize {
     let mut acc = 0.0;
     let mut last = 0;
     for (i, &lp) in log_probs.iter().enumerate() {
@@ -157,6 +157,43 @@ fn draw(log_probs: &[f64], rng: &mut dyn RngCore) -> usize {
         }
     }
     last
+}
+
+/// One row's draw: the token, its log-prob under the warped distribution and under the model.
+struct Drawn {
+    token: usize,
+    warped_lp: f64,
+    model_lp: f64,
+}
+
+/// Per-thread buffers for [`RowScratch::draw`].
+#[derive(Default)]
+struct RowScratch {
+    weights: Vec<f64>,
+    warped: Vec<f64>,
+    scratch: Vec<usize>,
+}
+
+impl RowScratch {
+    /// Draws the next token of one row from its logits at the uniform `u`.
+    fn draw(&mut self, row: &[f32], u: f64, identity: bool, warper: &Warper) -> Drawn {
+        // Unnormalised probabilities exp(x - max): one exp per entry serves both the model's
+        // log-sum-exp and, without warping, the draw.
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        self.weights.clear();
+        self.weights.extend(row.iter().map(|&x| f64::from(x - max).exp()));
+        let total: f64 = self.weights.iter().sum();
+        let lse = f64::from(max) + total.ln();
+        let (token, warped_lp) = if identity {
+            let token = draw_weighted(&self.weights, total, u);
+            (token, f64::from(row[token]) - lse)
+        } else {
+            warper.log_probs(row, &mut self.warped, &mut self.scratch);
+            let token = draw(&self.warped, u);
+            (token, self.warped[token])
+        };
+        Drawn { token, warped_lp, model_lp: f64::from(row[token]) - lse }
+    }
 }
 
 impl<B: Backend> Gpt2<B> {
@@ -257,7 +294,6 @@ impl<B: Backend> Gpt2<B> {
         };
 
         let identity = config.warper.is_identity();
-        let (mut weights, mut row_warped, mut scratch) = (Vec::new(), Vec::new(), Vec::new());
         let mut steps = 0;
         let mut input = column(&ids, 0..prompt_len);
         for step in 0..steps_max {
@@ -272,30 +308,23 @@ impl<B: Backend> Gpt2<B> {
                 .convert::<f32>()
                 .into_vec::<f32>()
                 .map_err(|e| Error::Input(format!("reading logits: {e:?}")))?;
-            for b in 0..batch {
-                if finished[b] {
-                    continue;
-                }
-                let row = &logits[b * vocab..(b + 1) * vocab];
-                // Unnormalised probabilities exp(x - max): one exp per entry serves both the
-                // model's log-sum-exp and, without warping, the draw.
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                weights.clear();
-                weights.extend(row.iter().map(|&x| f64::from(x - max).exp()));
-                let total: f64 = weights.iter().sum();
-                let lse = f64::from(max) + total.ln();
-                let (token, warped_lp) = if identity {
-                    let token = draw_weighted(&weights, total, rng);
-                    (token, f64::from(row[token]) - lse)
-                } else {
-                    config.warper.log_probs(row, &mut row_warped, &mut scratch);
-                    let token = draw(&row_warped, rng);
-                    (token, row_warped[token])
-                };
+            // One uniform per unfinished row, drawn in row order (the same stream as a serial
+            // loop), then the rows' softmax, warping and draws in parallel.
+            let uniforms: Vec<Option<f64>> =
+                finished.iter().map(|&f| (!f).then(|| rng.random::<f64>())).collect();
+            let drawn: Vec<Option<Drawn>> = logits
+                .par_chunks(vocab)
+                .zip(uniforms.par_iter())
+                .map_init(RowScratch::default, |scratch, (row, u)| {
+                    u.map(|u| scratch.draw(row, u, identity, &config.warper))
+                })
+                .collect();
+            for (b, d) in drawn.into_iter().enumerate() {
+                let Some(Drawn { token, warped_lp, model_lp: lp }) = d else { continue };
                 let i = b * steps_max + step;
                 generated_mask[i] = true;
                 sampling_lp[i] = warped_lp as f32;
-                model_lp[i] = (f64::from(row[token]) - lse) as f32;
+                model_lp[i] = lp as f32;
                 ids[b * capacity + filled] = token as u32;
                 mask[b * capacity + filled] = true;
                 if config.stop == StopMode::AtEos && Some(token as u32) == eos {
