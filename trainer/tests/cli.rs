@@ -112,10 +112,10 @@ fn compare_reports_finished_runs_and_refuses_an_empty_directory() {
     let (code, out, err) = tilt(&["compare", root.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("skipping") && out.contains("t-gdc/seed-1"), "{out}");
-    assert!(out.contains("| gdc_pp | 0.500 ± 0.000 | 1.500 ± 0.000 |"), "{out}");
+    assert!(out.contains("| GDC++ | 0.500 ± 0.000 | 1.500 ± 0.000 |"), "{out}");
     assert!(out.contains("E[φ w] (→ 1)"), "{out}");
     assert!(root.join("report/table.md").is_file() && root.join("report/t-kl_p_pi.png").is_file());
     let (code, out, _) = tilt(&["compare", root.to_str().unwrap(), "--include-unfinished"]);
     assert_eq!(code, 0);
-    assert!(out.contains("| gdc | 0.500 |"), "{out}");
+    assert!(out.contains("| GDC | 0.500 |"), "{out}");
 }

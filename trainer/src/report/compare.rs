@@ -248,8 +248,14 @@ pub fn compare(runs: &[RunRecords], out: &Path) -> Result<String, ReportError> {
                 cols.iter().map(|c| Stat::of(group.iter().filter_map(|r| (c.value)(r)))).collect();
             let cells: Vec<String> =
                 stats.iter().map(|s| s.map_or("-".to_owned(), format_stat)).collect();
-            writeln!(table, "| {method} | {} | {} |", cells.join(" | "), group.len())
-                .expect("writing to a String");
+            writeln!(
+                table,
+                "| {} | {} | {} |",
+                display_name(method),
+                cells.join(" | "),
+                group.len()
+            )
+            .expect("writing to a String");
             let entry: BTreeMap<&str, Option<Stat>> =
                 cols.iter().map(|c| c.name.as_str()).zip(stats.iter().copied()).collect();
             task_summary
@@ -275,6 +281,22 @@ fn split_group(group: &str) -> (String, String) {
         Some((task, method)) => (task.to_owned(), method.to_owned()),
         None => (String::new(), group.to_owned()),
     }
+}
+
+/// How a method is shown in tables and legends: the paper's name for tilt's config names
+/// (`gdc_pp` → GDC++), any other group name as it is.
+fn display_name(method: &str) -> String {
+    let name = match method {
+        "dpg" => "DPG",
+        "gdc" => "GDC",
+        "gdc_pp" => "GDC++",
+        "fdpg_js" => "f-DPG (JS)",
+        "fdpg" => "f-DPG",
+        "reinforce" => "REINFORCE",
+        "kl_control" => "KL-control",
+        other => other,
+    };
+    name.to_owned()
 }
 
 /// Distribution matching first, in the paper's order, then reward maximisation.
@@ -347,7 +369,10 @@ fn plot_task(
     for (file, title, get, target) in metrics {
         let bands: Vec<Band> = methods
             .iter()
-            .map(|(method, runs)| Band { name: method.clone(), points: mean_curve(runs, &get) })
+            .map(|(method, runs)| Band {
+                name: display_name(method),
+                points: mean_curve(runs, &get),
+            })
             .filter(|b| !b.points.is_empty())
             .collect();
         if bands.is_empty() {
@@ -434,11 +459,11 @@ mod tests {
         let table = compare(&runs, &out).unwrap();
         assert!(table.contains("### task `house`"), "{table}");
         assert!(table.contains("| E[φ house] (→ 1) | KL(p‖π) |"), "{table}");
-        let gdc_pp = table.lines().find(|l| l.starts_with("| gdc_pp ")).unwrap();
-        assert!(gdc_pp.starts_with("| gdc_pp | 0.300 ± 0.141 | 2.000 ± 0.000 |"), "{gdc_pp}");
+        let gdc_pp = table.lines().find(|l| l.starts_with("| GDC++ ")).unwrap();
+        assert!(gdc_pp.starts_with("| GDC++ | 0.300 ± 0.141 | 2.000 ± 0.000 |"), "{gdc_pp}");
         assert!(gdc_pp.ends_with("| 2 |"), "{gdc_pp}");
-        let reinforce = table.lines().find(|l| l.starts_with("| reinforce ")).unwrap();
-        assert!(reinforce.starts_with("| reinforce | 0.900 | 4.000 |"), "{reinforce}");
+        let reinforce = table.lines().find(|l| l.starts_with("| REINFORCE ")).unwrap();
+        assert!(reinforce.starts_with("| REINFORCE | 0.900 | 4.000 |"), "{reinforce}");
         for f in ["table.md", "summary.json", "house-moment-house.png", "house-kl_p_pi.png"] {
             assert!(out.join(f).is_file(), "{f} not written");
         }
