@@ -198,6 +198,28 @@ pub(crate) struct Band {
     pub(crate) points: Vec<(f64, f64, f64)>,
 }
 
+/// For each band, `Some(its largest value)` when that is more than 5 times the largest value
+/// of every other band (with at least 3 bands): the y axis then leaves it out, so that one
+/// diverging method does not flatten the others into a line (it is drawn, clipped, and its
+/// legend says how far it goes).
+fn off_scale(bands: &[Band]) -> Vec<Option<f64>> {
+    let maxima: Vec<f64> = bands
+        .iter()
+        .map(|b| b.points.iter().map(|p| (p.1 + p.2).abs()).fold(0.0, f64::max))
+        .collect();
+    (0..bands.len())
+        .map(|i| {
+            let others = maxima
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, m)| *m)
+                .fold(0.0, f64::max);
+            (bands.len() >= 3 && maxima[i] > 5.0 * others && others > 0.0).then_some(maxima[i])
+        })
+        .collect()
+}
+
 /// One plot of several [`Band`]s against samples seen, with `target` as a dashed line.
 pub(crate) fn draw_bands(
     path: &Path,
@@ -207,7 +229,12 @@ pub(crate) fn draw_bands(
 ) -> Result<(), String> {
     register_font()?;
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let ys = bands.iter().flat_map(|b| b.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
+    let off_scale = off_scale(bands);
+    let ys = bands
+        .iter()
+        .zip(&off_scale)
+        .filter(|(_, off)| off.is_none())
+        .flat_map(|(b, _)| b.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
     let (lo, hi) = ys
         .chain(target)
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -234,8 +261,12 @@ pub(crate) fn draw_bands(
         .axis_desc_style((FAMILY, 17))
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, band) in bands.iter().enumerate() {
+    for (i, (band, off)) in bands.iter().zip(&off_scale).enumerate() {
         let color = Palette99::pick(i).to_rgba();
+        let label = match off {
+            Some(max) => format!("{} (off scale, up to {})", band.name, trim(*max)),
+            None => band.name.clone(),
+        };
         let upper = band.points.iter().map(|p| (p.0, p.1 + p.2));
         let lower = band.points.iter().rev().map(|p| (p.0, p.1 - p.2));
         chart
@@ -250,7 +281,7 @@ pub(crate) fn draw_bands(
                 color.stroke_width(2),
             ))
             .map_err(|e| err(&e))?
-            .label(band.name.as_str())
+            .label(label)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
@@ -286,5 +317,18 @@ mod tests {
         assert_eq!(trim_to(0.5, 3), "0.5");
         assert_eq!(trim_to(-0.0001, 3), "0");
         assert_eq!(trim_to(120.0, 3), "120");
+    }
+
+    #[test]
+    fn one_diverging_band_is_left_off_the_scale() {
+        let band = |name: &str, top: f64| Band {
+            name: name.to_owned(),
+            points: vec![(0.0, 1.0, 0.0), (1.0, top, 0.0)],
+        };
+        let bands = [band("a", 2.0), band("b", 3.0), band("c", 80.0)];
+        assert_eq!(off_scale(&bands), [None, None, Some(80.0)]);
+        assert_eq!(off_scale(&bands[..2]), [None, None], "two bands: no judgement");
+        let close = [band("a", 2.0), band("b", 3.0), band("c", 9.0)];
+        assert_eq!(off_scale(&close), [None, None, None]);
     }
 }
