@@ -7,7 +7,9 @@
 //! - `flex/gdcpp_loss_backward/<shape>-b64-t40`: (b) log π, `ScoredBatch` (with its read-back),
 //!   GDC++ advantages and loss, backward;
 //! - `flex/gdcpp_loss/b64`: (c) the estimator alone on a `[64]` leaf (batch, advantages, loss,
-//!   backward to the leaf).
+//!   backward to the leaf);
+//! - `flex/estimator/<name>-b64`: the same for every estimator (REINFORCE with RLOO, KL-control,
+//!   on-policy DPG with the Z baseline, GDC, GDC++, f-DPG JS with its baseline).
 //!
 //! The criterion is (b − a)/a < 2%. Criterion runs (a) and (b) minutes apart, so on a shared
 //! machine their difference is mostly load drift: `cargo run --release -p tilt-bench
@@ -18,7 +20,8 @@ use std::cell::LazyCell;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tilt_bench::{BATCH, ModelShape, NEW_TOKENS, flex_fixture};
+use tilt_bench::{AdFlex, BATCH, ModelShape, NEW_TOKENS, flex_fixture};
+use tilt_estimators::{Dpg, Estimator, FDpg, JensenShannon, KlControl, Reinforce, RewardBaseline};
 
 fn estimator_overhead(c: &mut Criterion) {
     for (shape, secs) in [(ModelShape::Mini2, 10), (ModelShape::Gpt2Small, 60)] {
@@ -48,6 +51,24 @@ fn estimator_overhead(c: &mut Criterion) {
                 let f = &*fixture;
                 b.iter(|| f.gdcpp_only())
             });
+            group.finish();
+            // Every estimator's own cost on the same leaf: flex/estimator/<name>-b64.
+            let mut group = c.benchmark_group("flex/estimator");
+            group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+            let estimators: Vec<(&str, Box<dyn Estimator<AdFlex>>)> = vec![
+                ("reinforce", Box::new(Reinforce::new(RewardBaseline::LeaveOneOut))),
+                ("kl_control", Box::new(KlControl::fixed(0.2))),
+                ("dpg", Box::new(Dpg::on_policy_baseline())),
+                ("gdc", Box::new(Dpg::gdc())),
+                ("gdc_pp", Box::new(Dpg::gdc_plus_plus())),
+                ("fdpg_js", Box::new(FDpg::new(JensenShannon).off_policy().with_baseline(1024))),
+            ];
+            for (name, estimator) in &estimators {
+                group.bench_function(format!("{name}-b{BATCH}"), |b| {
+                    let f = &*fixture;
+                    b.iter(|| f.estimator_only(estimator.as_ref()))
+                });
+            }
             group.finish();
         }
     }

@@ -160,6 +160,27 @@ impl<B: AutodiffBackend> ScoringFixture<B> {
         self.gdcpp_loss(leaf).loss.backward()
     }
 
+    /// Any estimator alone on a `[n]` leaf holding the batch's log π, as
+    /// [`gdcpp_only`](Self::gdcpp_only) does for GDC++: the batch carries every input some
+    /// estimator needs (log q, log P, log Z, a 0/1 reward `[P > 0]`, and log a = log q), so
+    /// the same call serves REINFORCE, KL-control (sequence level), DPG, GDC, GDC++ and f-DPG.
+    pub fn estimator_only(&self, estimator: &dyn Estimator<B>) -> B::Gradients {
+        let n = self.log_pi.len();
+        let device = self.batch.input_ids.device();
+        let leaf = Tensor::<B, 1>::from_data(TensorData::new(self.log_pi.clone(), [n]), &device)
+            .require_grad();
+        let reward: Vec<f64> =
+            self.log_target.iter().map(|l| f64::from(u8::from(l.is_finite()))).collect();
+        let scored = ScoredBatch::new(leaf)
+            .and_then(|b| b.with_log_q(self.log_q.clone()))
+            .and_then(|b| b.with_log_target(self.log_target.clone()))
+            .and_then(|b| b.with_log_a(self.log_q.clone()))
+            .and_then(|b| b.with_reward(reward))
+            .expect("consistent shapes")
+            .with_log_z(self.log_z);
+        estimator.loss(&scored).expect("valid inputs").loss.backward()
+    }
+
     /// GDC++'s loss on `log_pi` with the fixture's detached inputs.
     pub fn gdcpp_loss(&self, log_pi: Tensor<B, 1>) -> EstimatorOutput<B> {
         let scored = ScoredBatch::new(log_pi)
