@@ -150,18 +150,22 @@ fn assert_unbiased(name: &str, samples: &[Vec<f64>], exact: &[f64]) {
     assert!(worst < 6.0, "{name}: a coordinate is {worst:.1} standard errors off");
 }
 
+/// A distribution-matching batch: log q, log P and the exact log Z of the samples `xs`.
+fn dm_batch(w: &World, log_pi: Tensor<B, 1>, xs: &[usize]) -> ScoredBatch<B> {
+    ScoredBatch::new(log_pi)
+        .and_then(|b| b.with_log_q(xs.iter().map(|&x| w.log_q[x]).collect()))
+        .and_then(|b| b.with_log_target(xs.iter().map(|&x| w.log_target[x]).collect()))
+        .unwrap()
+        .with_log_z(w.log_z)
+}
+
 #[test]
 fn gdc_pp_is_unbiased_for_the_forward_kl_gradient() {
     let w = world();
     // E_q[∇L] = −Σ_x P(x) ∇log π(x) + Z Σ_x π(x) ∇log π(x), and the second sum is 0.
     let p: Vec<f64> = w.log_target.iter().map(|l| -l.exp()).collect();
-    let mc = monte_carlo(&w, &w.log_q, 1, &Dpg::gdc_plus_plus(), |log_pi, xs| {
-        ScoredBatch::new(log_pi)
-            .and_then(|b| b.with_log_q(xs.iter().map(|&x| w.log_q[x]).collect()))
-            .and_then(|b| b.with_log_target(xs.iter().map(|&x| w.log_target[x]).collect()))
-            .unwrap()
-            .with_log_z(w.log_z)
-    });
+    let mc =
+        monte_carlo(&w, &w.log_q, 1, &Dpg::gdc_plus_plus(), |log_pi, xs| dm_batch(&w, log_pi, xs));
     assert_unbiased("GDC++", &mc, &exact(&w, &p));
 }
 
@@ -176,13 +180,7 @@ fn off_policy_f_dpg_js_is_unbiased_for_the_divergence_gradient() {
         })
         .collect();
     let estimator = FDpg::new(JensenShannon).off_policy();
-    let mc = monte_carlo(&w, &w.log_q, 2, &estimator, |log_pi, xs| {
-        ScoredBatch::new(log_pi)
-            .and_then(|b| b.with_log_q(xs.iter().map(|&x| w.log_q[x]).collect()))
-            .and_then(|b| b.with_log_target(xs.iter().map(|&x| w.log_target[x]).collect()))
-            .unwrap()
-            .with_log_z(w.log_z)
-    });
+    let mc = monte_carlo(&w, &w.log_q, 2, &estimator, |log_pi, xs| dm_batch(&w, log_pi, xs));
     assert_unbiased("f-DPG JS (off-policy)", &mc, &exact(&w, &weights));
 }
 

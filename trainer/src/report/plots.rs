@@ -119,6 +119,22 @@ fn trim_to(v: f64, decimals: usize) -> String {
     if s == "-0" { "0".to_owned() } else { s.to_owned() }
 }
 
+/// The x extent of `xs` (one unit wide if it is a point) and the y range of `ys` padded by 8%
+/// (or by a fixed margin if every value is the same).
+fn ranges(
+    xs: impl Iterator<Item = f64>,
+    ys: impl Iterator<Item = f64>,
+) -> (f64, f64, std::ops::Range<f64>) {
+    let extent = |v: &mut dyn Iterator<Item = f64>| {
+        v.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    };
+    let (lo, hi) = extent(&mut { ys });
+    let pad = if hi > lo { 0.08 * (hi - lo) } else { 0.5f64.max(0.1 * hi.abs()) };
+    let (x0, x1) = extent(&mut { xs });
+    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    (x0, x1, (lo - pad)..(hi + pad))
+}
+
 fn draw(
     path: &Path,
     title: &str,
@@ -127,13 +143,9 @@ fn draw(
 ) -> Result<(), String> {
     register_font()?;
     let err = |e: &dyn std::fmt::Display| e.to_string();
-    let points = series.iter().flat_map(|(s, t)| s.points.iter().map(|p| p.1).chain(*t));
-    let (lo, hi) =
-        points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let pad = if hi > lo { 0.08 * (hi - lo) } else { 0.5f64.max(0.1 * hi.abs()) };
+    let ys = series.iter().flat_map(|(s, t)| s.points.iter().map(|p| p.1).chain(*t));
     let xs = series.iter().flat_map(|(s, _)| s.points.iter().map(|p| p.0));
-    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let (x0, x1, y) = ranges(xs, ys);
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -142,7 +154,7 @@ fn draw(
         .margin(18)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(x0..x1, y)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
@@ -235,13 +247,8 @@ pub(crate) fn draw_bands(
         .zip(&off_scale)
         .filter(|(_, off)| off.is_none())
         .flat_map(|(b, _)| b.points.iter().flat_map(|p| [p.1 - p.2, p.1 + p.2]));
-    let (lo, hi) = ys
-        .chain(target)
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let pad = if hi > lo { 0.08 * (hi - lo) } else { 0.5f64.max(0.1 * hi.abs()) };
     let xs = bands.iter().flat_map(|b| b.points.iter().map(|p| p.0));
-    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
-    let x1 = if x1 > x0 { x1 } else { x0 + 1.0 };
+    let (x0, x1, y) = ranges(xs, ys.chain(target));
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -250,7 +257,7 @@ pub(crate) fn draw_bands(
         .margin(18)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad))
+        .build_cartesian_2d(x0..x1, y)
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
