@@ -64,6 +64,17 @@ impl GradientVarianceAccumulator {
         Ok(())
     }
 
+    /// The sums kept: `Σ g_i` (empty before the first push), `Σ ‖g_i‖²` and the count; with
+    /// [`from_parts`](Self::from_parts), accumulators of several workers are added.
+    pub fn into_parts(self) -> (Vec<f64>, f64, usize) {
+        (self.sum, self.sum_sq_norm, self.n)
+    }
+
+    /// An accumulator holding these sums (see [`into_parts`](Self::into_parts)).
+    pub fn from_parts(sum: Vec<f64>, sum_sq_norm: f64, n: usize) -> Self {
+        Self { sum, sum_sq_norm, n }
+    }
+
     /// The statistics of the gradients pushed so far (an error if none).
     pub fn finish(&self) -> Result<GradientVariance> {
         if self.n == 0 {

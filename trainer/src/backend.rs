@@ -25,6 +25,16 @@ pub trait Job {
 
     /// Runs the work on backend `B` and `device`.
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
+
+    /// Runs the work on several devices of backend `B` (data parallelism); by default on the
+    /// first.
+    fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> anyhow::Result<Self::Output>
+    where
+        Self: Sized,
+    {
+        let device = devices.into_iter().next().ok_or_else(|| BadInput("no device".into()))?;
+        self.run::<B>(device)
+    }
 }
 
 /// Runs `job` on `backend` and `device` (`None`: the backend's default device).
@@ -39,12 +49,22 @@ pub fn launch<J: Job>(
     job: J,
 ) -> anyhow::Result<J::Output> {
     log::info!("backend {backend}, device {}", device.map_or("default".into(), |d| d.to_string()));
+    launch_on(backend, vec![device], job)
+}
+
+/// Runs `job` on `backend` and several devices (`None`: the backend's default device), with
+/// [`Job::run_on`]; errors as [`launch`].
+pub fn launch_on<J: Job>(
+    backend: Backend,
+    devices: Vec<Option<DeviceSpec>>,
+    job: J,
+) -> anyhow::Result<J::Output> {
     match backend {
-        Backend::Flex => flex::run(device, job),
-        Backend::Ndarray => ndarray::run(device, job),
-        Backend::Tch => tch::run(device, job),
-        Backend::Wgpu => wgpu::run(device, job),
-        Backend::Cuda => cuda::run(device, job),
+        Backend::Flex => flex::run(devices, job),
+        Backend::Ndarray => ndarray::run(devices, job),
+        Backend::Tch => tch::run(devices, job),
+        Backend::Wgpu => wgpu::run(devices, job),
+        Backend::Cuda => cuda::run(devices, job),
     }
 }
 
@@ -84,11 +104,12 @@ macro_rules! backend_module {
             use super::{Backend, DeviceSpec, Job, bad_device};
 
             pub(super) fn run<J: Job>(
-                $device: Option<DeviceSpec>,
+                devices: Vec<Option<DeviceSpec>>,
                 job: J,
             ) -> anyhow::Result<J::Output> {
-                let device = $pick?;
-                job.run::<burn::backend::Autodiff<$ty>>(device)
+                let devices =
+                    devices.into_iter().map(|$device| $pick).collect::<anyhow::Result<Vec<_>>>()?;
+                job.run_on::<burn::backend::Autodiff<$ty>>(devices)
             }
         }
 
@@ -96,7 +117,10 @@ macro_rules! backend_module {
         mod $module {
             use super::{Backend, DeviceSpec, Job, not_compiled};
 
-            pub(super) fn run<J: Job>(_: Option<DeviceSpec>, _: J) -> anyhow::Result<J::Output> {
+            pub(super) fn run<J: Job>(
+                _: Vec<Option<DeviceSpec>>,
+                _: J,
+            ) -> anyhow::Result<J::Output> {
                 Err(not_compiled(Backend::$variant))
             }
         }

@@ -54,6 +54,100 @@ pub enum Command {
     Pretrain(PretrainArgs),
     /// Download a GPT-2 model by id from the Hugging Face hub (cargo feature `hub`).
     Download(DownloadArgs),
+    /// Run the coordinator that the nodes of a multi-node `tilt train` meet at.
+    Coordinator(CoordinatorArgs),
+}
+
+/// `tilt coordinator`.
+#[derive(Debug, Args)]
+#[command(after_help = COORDINATOR_HELP)]
+pub struct CoordinatorArgs {
+    /// The port to listen on (all interfaces).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+}
+
+const COORDINATOR_HELP: &str = "\
+Start it first, then one `tilt train --nodes N --node-rank R --coordinator HOST:PORT \
+--node-address THIS_HOST:PORT2` per node. It runs until Ctrl-C.";
+
+/// Data parallelism of `tilt train` (burn-collective).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Data parallelism")]
+pub struct ParallelArgs {
+    /// Peers in this process: a count (N peers on --device's kind: cpu, or cuda:i, cuda:i+1,
+    /// …) or a list of devices (cuda:0,cuda:2).
+    #[arg(long, value_name = "N|LIST")]
+    pub devices: Option<String>,
+    /// Processes (nodes) in the run, each running `tilt train` with the same config.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub nodes: u32,
+    /// This process's rank, 0..N (node 0 writes the run's files).
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    pub node_rank: u32,
+    /// The coordinator (`tilt coordinator`), HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub coordinator: Option<String>,
+    /// Where the other nodes reach this one, HOST:PORT (this node serves tensors on PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub node_address: Option<String>,
+    /// Seconds a peer waits for the others before the run stops with an error.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub peer_timeout: u64,
+    /// Sample streams per batch (default: one per peer). With a fixed number the run draws
+    /// the same samples on any number of peers that divides it.
+    #[arg(long, value_name = "S")]
+    pub sample_streams: Option<usize>,
+}
+
+impl ParallelArgs {
+    /// The topology and this process's devices, or `None` for a plain single-device run.
+    pub fn topology(
+        &self,
+        device: DeviceSpec,
+    ) -> Result<Option<(crate::parallel::Topology, Vec<DeviceSpec>)>> {
+        if self.devices.is_none() && self.nodes == 1 && self.sample_streams.is_none() {
+            return Ok(None);
+        }
+        let devices = match &self.devices {
+            None => vec![device],
+            Some(spec) => parse_devices(spec, device)?,
+        };
+        let address = |a: &Option<String>| a.as_deref().map(crate::parallel::ws_address);
+        let bad = |e: anyhow::Error| BadInput(e.to_string());
+        let topology = crate::parallel::Topology {
+            devices: devices.len(),
+            nodes: self.nodes,
+            node_rank: self.node_rank,
+            coordinator: address(&self.coordinator).transpose().map_err(bad)?,
+            node_address: address(&self.node_address).transpose().map_err(bad)?,
+            data_port: None,
+            timeout: std::time::Duration::from_secs(self.peer_timeout.max(1)),
+            sample_streams: self.sample_streams,
+        };
+        Ok(Some((topology, devices)))
+    }
+}
+
+/// `--devices`: a count of `base`'s kind, or a comma-separated list.
+fn parse_devices(spec: &str, base: DeviceSpec) -> Result<Vec<DeviceSpec>> {
+    if let Ok(n) = spec.trim().parse::<usize>() {
+        if n == 0 {
+            return Err(BadInput("--devices 0: at least one device".into()).into());
+        }
+        return Ok((0..n)
+            .map(|k| match base {
+                DeviceSpec::Cpu => DeviceSpec::Cpu,
+                DeviceSpec::Cuda(i) => DeviceSpec::Cuda(i + k),
+                DeviceSpec::Gpu(i) => DeviceSpec::Gpu(i + k),
+            })
+            .collect());
+    }
+    spec.split(',')
+        .map(|d| {
+            d.trim().parse::<DeviceSpec>().map_err(|e| BadInput(format!("--devices: {e}")).into())
+        })
+        .collect()
 }
 
 /// `tilt compare`.
@@ -139,6 +233,9 @@ pub struct TrainArgs {
     /// Backend and device.
     #[command(flatten)]
     pub backend: BackendArgs,
+    /// Data parallelism.
+    #[command(flatten)]
+    pub parallel: ParallelArgs,
 }
 
 /// `tilt check`.
@@ -301,6 +398,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare(&args),
         Command::Pretrain(args) => crate::pretrain::command::run(&args),
         Command::Download(args) => download(&args),
+        Command::Coordinator(args) => coordinator(&args),
     }
 }
 
@@ -420,6 +518,8 @@ fn train(args: &TrainArgs) -> Result<()> {
             }
             println!("resuming from {} (step {})", found.dir().display(), manifest.step);
         }
+        // Only node 0 writes the run's files; the other nodes leave the directory alone.
+        None if args.parallel.node_rank > 0 => {}
         None if args.overwrite => clear_earlier_run(&plan.output_dir)?,
         None => refuse_earlier_run(&plan)?,
     }
@@ -433,8 +533,13 @@ fn train(args: &TrainArgs) -> Result<()> {
         interrupt: Some(interrupt_flag()),
         progress_bar: true,
     };
-    let job = crate::train::TrainJob { plan: plan.clone(), options };
-    let summary = crate::backend::launch(plan.backend, Some(plan.device), job)?;
+    let (topology, devices) = match args.parallel.topology(plan.device)? {
+        Some((t, d)) => (Some(t), d),
+        None => (None, vec![plan.device]),
+    };
+    let job = crate::train::TrainJob { plan: plan.clone(), options, topology };
+    let devices = devices.into_iter().map(Some).collect();
+    let summary = crate::backend::launch_on(plan.backend, devices, job)?;
     if let Some(dir) = &summary.final_dir {
         println!("{} steps; final policy in {}", summary.steps, dir.display());
     }
@@ -540,6 +645,19 @@ fn eval(args: &EvalArgs) -> Result<()> {
 
 /// A flag that the first Ctrl-C sets (the run stops after its current step, with a checkpoint);
 /// a second Ctrl-C exits at once (checkpoints are atomic, so none is left half-written).
+fn coordinator(args: &CoordinatorArgs) -> Result<()> {
+    // A clear error for a port in use (burn's server only logs it).
+    std::net::TcpListener::bind(("0.0.0.0", args.port))
+        .with_context(|| format!("cannot listen on port {}", args.port))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the coordinator's runtime")?;
+    println!("tilt coordinator: listening on port {} (Ctrl-C stops it)", args.port);
+    runtime.block_on(burn::collective::start_global_orchestrator(args.port));
+    Ok(())
+}
+
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&flag);

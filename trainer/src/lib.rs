@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 mod grad_clip;
 pub mod metrics;
+pub mod parallel;
 pub mod plan;
 pub mod pretrain;
 pub mod report;

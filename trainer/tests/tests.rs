@@ -5,5 +5,6 @@ mod checkpoint;
 mod cli;
 mod commands;
 mod config;
+mod parallel;
 mod report;
 mod train;

@@ -39,6 +39,19 @@ pub struct RunInfo {
     pub targets: BTreeMap<String, f64>,
     /// λ, in the order of the moment constraints.
     pub lambda: Vec<f64>,
+    /// Peers that trained it (data parallelism; 1 otherwise).
+    #[serde(default = "one")]
+    pub peers: usize,
+    /// Sample streams per batch (the same samples on any topology with this many).
+    #[serde(default = "one")]
+    pub sample_streams: usize,
+    /// A SHA-256 of π's weights (every peer's was checked to be the same).
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One run: its directory, group, `run.json` (if it has one) and records.

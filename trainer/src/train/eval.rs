@@ -15,7 +15,7 @@ use tilt_policies::Gpt2;
 
 use super::Run;
 use super::rollout::{self, Rollout};
-use super::target::Target;
+use super::target::{FeatureScores, Target};
 use crate::config::EvalConfig;
 use crate::metrics::diversity;
 use crate::report::EvalRecord;
@@ -38,21 +38,17 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(record)
     }
 
-    /// Samples from π with the evaluation top-p: E_π\[φ\], KL(π‖a), mean log a, diversity.
+    /// Samples from π with the evaluation top-p: E_π\[φ\], KL(π‖a), mean log a, diversity
+    /// (each peer draws its share; the metrics are computed on all of them).
     fn evaluate_policy(&mut self, record: &mut EvalRecord) -> Result<()> {
         let n = self.plan.eval.samples as usize;
         let sampler = self.sampler.with_top_p(self.plan.eval.top_p);
         let pi = self.policy.valid();
-        let r = sampler.draw(&pi, n, &self.tokenizer, &mut self.eval_rng)?;
-        policy_metrics(
-            &r,
-            &self.base,
-            &self.target,
-            &self.plan.eval,
-            &self.inner_device(),
-            record,
-        )?;
-        self.log_samples(&r.texts)
+        let r = self.draw_eval(&sampler, &pi, n)?;
+        let mine = PolicySamples::score(&r, &self.base, &self.target, &self.inner_device())?;
+        let all = PolicySamples::concat(self.gather(&mine, "the evaluation samples")?);
+        all.metrics(&self.plan.eval, record)?;
+        self.log_samples(&all.texts)
     }
 
     /// Importance-sampled metrics: Z (pooled into the tracker), ESS, KL(p‖π), KL(p‖q),
@@ -70,7 +66,8 @@ impl<B: AutodiffBackend> Run<B> {
             Some(q) => q.clone(),
             None => self.policy.valid(),
         };
-        let r = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.eval_rng)?;
+        let sampler = self.sampler.clone();
+        let r = self.draw_eval(&sampler, &sampler_model, n)?;
         let log_a = if from_base {
             r.log_model.clone()
         } else {
@@ -78,15 +75,24 @@ impl<B: AutodiffBackend> Run<B> {
         };
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
-        let log_q = &r.log_sampler;
-        if self.proposal.is_some() {
-            record.moments_q = scores.means();
-        }
         let log_pi = if self.proposal.is_some() || from_base {
             rollout::log_probs(&self.policy.valid(), &r, &inner)?
         } else {
-            log_q.clone()
+            r.log_sampler.clone()
         };
+        let mine = (log_p, r.log_sampler.clone(), log_pi, scores);
+        let (mut log_p, mut log_q, mut log_pi, mut parts) = Default::default();
+        for (p, q, pi, sc) in self.gather(&mine, "the importance samples")? {
+            Vec::extend(&mut log_p, p);
+            Vec::extend(&mut log_q, q);
+            Vec::extend(&mut log_pi, pi);
+            Vec::push(&mut parts, sc);
+        }
+        let (log_p, log_q, log_pi): (Vec<f64>, Vec<f64>, Vec<f64>) = (log_p, log_q, log_pi);
+        let log_q = &log_q;
+        if self.proposal.is_some() {
+            record.moments_q = FeatureScores::concat(parts).means();
+        }
         let batch = estimate_log_z(&log_weights(&log_p, log_q)?)?;
         self.z.push(&log_p, log_q)?;
         record.ess = Some(batch.ess);
@@ -109,14 +115,16 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(())
     }
 
-    /// Appends the first `eval.samples_to_log` texts to `samples.jsonl`.
+    /// Appends the first `eval.samples_to_log` texts to `samples.jsonl` (the writing peer).
     fn log_samples(&mut self, texts: &[String]) -> Result<()> {
+        let step = self.step;
+        let Some(file) = &mut self.samples_file else { return Ok(()) };
         let k = (self.plan.eval.samples_to_log as usize).min(texts.len());
         for text in &texts[..k] {
-            let line = serde_json::json!({ "step": self.step, "source": "pi", "text": text });
-            writeln!(self.samples_file, "{line}").context("writing samples.jsonl")?;
+            let line = serde_json::json!({ "step": step, "source": "pi", "text": text });
+            writeln!(file, "{line}").context("writing samples.jsonl")?;
         }
-        self.samples_file.flush().context("writing samples.jsonl")
+        file.flush().context("writing samples.jsonl")
     }
 }
 
@@ -131,16 +139,56 @@ pub(crate) fn policy_metrics<B: Backend>(
     device: &B::Device,
     record: &mut EvalRecord,
 ) -> Result<()> {
-    let n = r.len();
-    let log_a = rollout::log_probs(base, r, device)?;
-    let scores = target.score(&r.samples())?;
-    record.moments = scores.means();
-    record.kl_pi_a = finite(kl_model_base(&r.log_model, &log_a)?.value);
-    record.mean_log_a = finite(log_a.iter().sum::<f64>() / n.max(1) as f64);
-    let d = diversity(&r.texts, eval.diversity_tokens, eval.self_bleu_samples as usize);
-    [record.distinct_1, record.distinct_2, record.distinct_3] = d.distinct;
-    [record.self_bleu_3, record.self_bleu_4, record.self_bleu_5] = d.self_bleu;
-    Ok(())
+    PolicySamples::score(r, base, target, device)?.metrics(eval, record)
+}
+
+/// What the policy metrics need of each sample of π (the peers exchange these).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct PolicySamples {
+    log_model: Vec<f64>,
+    log_a: Vec<f64>,
+    scores: FeatureScores,
+    texts: Vec<String>,
+}
+
+impl PolicySamples {
+    fn score<B: Backend>(
+        r: &Rollout,
+        base: &Gpt2<B>,
+        target: &Target,
+        device: &B::Device,
+    ) -> Result<Self> {
+        Ok(Self {
+            log_model: r.log_model.clone(),
+            log_a: rollout::log_probs(base, r, device)?,
+            scores: target.score(&r.samples())?,
+            texts: r.texts.clone(),
+        })
+    }
+
+    fn concat(parts: Vec<Self>) -> Self {
+        let mut out = Self::default();
+        let mut scores = Vec::with_capacity(parts.len());
+        for p in parts {
+            out.log_model.extend(p.log_model);
+            out.log_a.extend(p.log_a);
+            out.texts.extend(p.texts);
+            scores.push(p.scores);
+        }
+        out.scores = FeatureScores::concat(scores);
+        out
+    }
+
+    fn metrics(&self, eval: &EvalConfig, record: &mut EvalRecord) -> Result<()> {
+        let n = self.log_a.len();
+        record.moments = self.scores.means();
+        record.kl_pi_a = finite(kl_model_base(&self.log_model, &self.log_a)?.value);
+        record.mean_log_a = finite(self.log_a.iter().sum::<f64>() / n.max(1) as f64);
+        let d = diversity(&self.texts, eval.diversity_tokens, eval.self_bleu_samples as usize);
+        [record.distinct_1, record.distinct_2, record.distinct_3] = d.distinct;
+        [record.self_bleu_3, record.self_bleu_4, record.self_bleu_5] = d.self_bleu;
+        Ok(())
+    }
 }
 
 /// The estimator's step statistics as extra metrics (`train/…`, measured on the training

@@ -35,6 +35,7 @@ use self::rollout::Sampler;
 pub use self::state::resume_from;
 pub use self::step::{NonFiniteLoss, StepReport, build_estimator};
 use self::target::Target;
+use crate::parallel::Peer;
 use crate::plan::{Plan, Proposal};
 use crate::report::{EvalRecord, MetricsLog, read_metrics, render_plots, summary_table};
 
@@ -111,16 +112,31 @@ pub(crate) struct Run<B: AutodiffBackend> {
     estimator: Box<dyn Estimator<B>>,
     optimizer: OptimizerAdaptor<AdamW, Gpt2<B>, B>,
     z: ZLog,
-    /// Training samples.
-    rng: ChaCha8Rng,
-    /// Evaluation and proposal-check samples (a stream of their own, so evaluating does not
-    /// change the training samples).
-    eval_rng: ChaCha8Rng,
+    /// This peer of the run (the only one unless the run is data-parallel).
+    peer: Peer,
+    /// Training samples: one RNG per sample stream this peer draws.
+    rngs: Vec<ChaCha8Rng>,
+    /// Evaluation, λ-fit and proposal-check samples, one RNG per own sample stream (streams
+    /// of their own, so evaluating does not change the training samples).
+    eval_rngs: Vec<ChaCha8Rng>,
     step: u64,
     samples_seen: u64,
-    metrics: MetricsLog,
-    samples_file: File,
+    /// The run's files (the writing peer only).
+    metrics: Option<MetricsLog>,
+    samples_file: Option<File>,
     started: Instant,
+}
+
+/// Training-sample stream `stream` of `seed` (stream 0 is the single-peer run's RNG).
+fn stream_rng(seed: u64, stream: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream as u64);
+    rng
+}
+
+/// The evaluation RNGs' seed.
+fn eval_seed(seed: u64) -> u64 {
+    seed ^ 0x5eed_e7a1
 }
 
 fn optimizer<B: AutodiffBackend>(plan: &Plan) -> OptimizerAdaptor<AdamW, Gpt2<B>, B> {
@@ -141,8 +157,29 @@ pub(crate) fn load_model<B: burn::tensor::backend::Backend>(
     load_hf_dir::<B>(dir, device).with_context(|| format!("loading the model {}", dir.display()))
 }
 
+/// Creates the output directory and opens metrics.jsonl and samples.jsonl, afresh or to
+/// append.
+fn open_run_files(plan: &Plan, fresh: bool) -> Result<(MetricsLog, File)> {
+    std::fs::create_dir_all(&plan.output_dir)
+        .with_context(|| format!("creating {}", plan.output_dir.display()))?;
+    let metrics_path = plan.output_dir.join(METRICS_FILE);
+    if fresh {
+        let _ = std::fs::remove_file(&metrics_path);
+    }
+    let metrics = MetricsLog::open(&metrics_path)?;
+    let samples_path = plan.output_dir.join(SAMPLES_FILE);
+    let samples_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!fresh)
+        .write(true)
+        .truncate(fresh)
+        .open(&samples_path)
+        .with_context(|| format!("opening {}", samples_path.display()))?;
+    Ok((metrics, samples_file))
+}
+
 impl<B: AutodiffBackend> Run<B> {
-    fn new(plan: Plan, device: B::Device, fresh: bool) -> Result<Self> {
+    fn new(plan: Plan, device: B::Device, fresh: bool, peer: Peer) -> Result<Self> {
         let tokenizer = Gpt2Tokenizer::from_file(&plan.tokenizer)
             .with_context(|| format!("loading the tokenizer {}", plan.tokenizer.display()))?;
         let base: Gpt2<B> = load_model(&plan.base_model, &device)?;
@@ -154,27 +191,17 @@ impl<B: AutodiffBackend> Run<B> {
         let sampler = Sampler::new(&plan.sampling, &tokenizer, SAMPLE_CHUNK)?;
         let target = Target::new(&plan)?;
         let estimator = build_estimator::<B>(&plan.estimator)?;
-        std::fs::create_dir_all(&plan.output_dir)
-            .with_context(|| format!("creating {}", plan.output_dir.display()))?;
-        let metrics_path = plan.output_dir.join(METRICS_FILE);
-        let metrics = if fresh {
-            let _ = std::fs::remove_file(&metrics_path);
-            MetricsLog::open(&metrics_path)?
-        } else {
-            MetricsLog::open(&metrics_path)?
+        let (metrics, samples_file) = match peer.is_writer() {
+            true => {
+                let (m, f) = open_run_files(&plan, fresh)?;
+                (Some(m), Some(f))
+            }
+            false => (None, None),
         };
-        let samples_path = plan.output_dir.join(SAMPLES_FILE);
-        let samples_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(!fresh)
-            .write(true)
-            .truncate(fresh)
-            .open(&samples_path)
-            .with_context(|| format!("opening {}", samples_path.display()))?;
         B::seed(&device, plan.seed);
         Ok(Self {
-            rng: ChaCha8Rng::seed_from_u64(plan.seed),
-            eval_rng: ChaCha8Rng::seed_from_u64(plan.seed ^ 0x5eed_e7a1),
+            rngs: peer.own_streams().map(|s| stream_rng(plan.seed, s)).collect(),
+            eval_rngs: peer.own_streams().map(|s| stream_rng(eval_seed(plan.seed), s)).collect(),
             optimizer: optimizer::<B>(&plan),
             plan,
             device,
@@ -186,12 +213,33 @@ impl<B: AutodiffBackend> Run<B> {
             target,
             estimator,
             z: ZLog::new(),
+            peer,
             step: 0,
             samples_seen: 0,
             metrics,
             samples_file,
             started: Instant::now(),
         })
+    }
+
+    /// This peer's part of `n` fresh samples from `model` with `sampler` (the evaluation
+    /// streams).
+    fn draw_eval<M: burn::tensor::backend::Backend>(
+        &mut self,
+        sampler: &Sampler,
+        model: &Gpt2<M>,
+        n: usize,
+    ) -> Result<rollout::Rollout> {
+        let rows = self.peer.rows_of(n).0;
+        rollout::draw_streams(sampler, model, &rows, &self.tokenizer, &mut self.eval_rngs)
+    }
+
+    /// Every peer's `value`, in peer order (just `value` in a single-peer run).
+    fn gather<T>(&self, value: &T, what: &str) -> Result<Vec<T>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+    {
+        self.peer.gather::<B::InnerBackend, T>(&self.inner_device(), value, what)
     }
 
     fn inner_device(&self) -> burn::tensor::Device<B::InnerBackend> {
@@ -213,17 +261,28 @@ impl<B: AutodiffBackend> Run<B> {
         rollout::log_probs(&self.base, r, &self.inner_device())
     }
 
-    /// Fits λ on `lambda_fit.samples` samples of a (q = a at the start).
+    /// Fits λ on `lambda_fit.samples` samples of a (q = a at the start), drawn in shares by
+    /// the peers.
     fn fit_lambda(&mut self) -> Result<()> {
-        let n = self.plan.lambda_fit.map_or(0, |f| f.samples);
-        let fitted = self.target.fit_on_samples_of(
-            self.plan.lambda_fit,
-            &self.base,
-            &self.sampler,
-            &self.tokenizer,
-            &mut self.eval_rng,
-        )?;
-        if let Some(report) = fitted {
+        let Some(settings) = self.plan.lambda_fit else { return Ok(()) };
+        if !self.target.needs_fit() {
+            return Ok(());
+        }
+        let n = settings.samples;
+        let (sampler, base) = (self.sampler.clone(), self.base.clone());
+        let r = self.draw_eval(&sampler, &base, n as usize)?;
+        let scores = self.target.score(&r.samples())?;
+        // Samples of a: their log a is the sampler's unmodified-model log-probability.
+        let mine = (r.log_sampler.clone(), r.log_model.clone(), scores);
+        let (mut log_q, mut log_a, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+        for (q, a, sc) in self.gather(&mine, "the λ-fit samples")? {
+            log_q.extend(q);
+            log_a.extend(a);
+            parts.push(sc);
+        }
+        let scores = target::FeatureScores::concat(parts);
+        {
+            let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
             log::info!(
                 "λ = {:?} after {} iterations (max |μ̂ − μ̄| = {:.2e}, ESS {:.0} of {n}, {})",
                 report.lambda,
@@ -253,19 +312,22 @@ impl<B: AutodiffBackend> Run<B> {
         };
         let q = q.clone();
         let inner = self.inner_device();
-        let r = self.sampler.draw(
-            &q,
-            settings.samples as usize,
-            &self.tokenizer,
-            &mut self.eval_rng,
-        )?;
+        let sampler = self.sampler.clone();
+        let r = self.draw_eval(&sampler, &q, settings.samples as usize)?;
         let log_a = self.base_log_probs_of_sampler_samples(&r)?;
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_pi = rollout::log_probs(&self.policy.valid(), &r, &inner)?;
-        self.z.push(&log_p, &r.log_sampler)?;
+        let mine = (log_p, r.log_sampler.clone(), log_pi);
+        let (mut log_p, mut log_q, mut log_pi) = (Vec::new(), Vec::new(), Vec::new());
+        for (p, q, pi) in self.gather(&mine, "the proposal check")? {
+            log_p.extend(p);
+            log_q.extend(q);
+            log_pi.extend(pi);
+        }
+        self.z.push(&log_p, &log_q)?;
         let Some(log_z) = self.z.log_z() else { return Ok(Some(false)) };
-        let decision = rule.decide(&log_p, &r.log_sampler, &log_pi, log_z)?;
+        let decision = rule.decide(&log_p, &log_q, &log_pi, log_z)?;
         if decision.update {
             self.proposal = Some(self.policy.valid());
             self.z.new_proposal();
@@ -278,12 +340,24 @@ impl<B: AutodiffBackend> Run<B> {
         if let Some(s) = step {
             record.extra.extend(eval::step_metrics(s));
         }
-        self.metrics.append(&record)?;
+        if let Some(m) = &mut self.metrics {
+            m.append(&record)?;
+        }
         Ok(())
     }
 
-    /// Writes plots, the summary table and the final policy.
-    fn finish(&mut self) -> Result<PathBuf> {
+    /// Checks that every peer holds the same π, then (the writing peer) writes plots, the
+    /// summary table, run.json and the final policy.
+    fn finish(&mut self) -> Result<Option<PathBuf>> {
+        let fingerprint = self
+            .peer
+            .check_identical::<B::InnerBackend, _>(&self.inner_device(), &self.policy.valid())?;
+        if self.peer.is_parallel() {
+            log::info!("π is identical on all {} peers ({fingerprint})", self.peer.count);
+        }
+        if !self.peer.is_writer() {
+            return Ok(None);
+        }
         let records = read_metrics(&self.plan.output_dir.join(METRICS_FILE))?;
         let targets = self.target.targets();
         render_plots(&records, &targets, &self.plan.output_dir.join(PLOTS_DIR))?;
@@ -299,6 +373,9 @@ impl<B: AutodiffBackend> Run<B> {
             samples_seen: self.samples_seen,
             targets,
             lambda: self.target.lambda().to_vec(),
+            peers: self.peer.count,
+            sample_streams: self.peer.streams,
+            fingerprint,
         };
         let json = serde_json::to_vec_pretty(&info).context("serialising run.json")?;
         crate::checkpoint::write_atomic(
@@ -308,7 +385,7 @@ impl<B: AutodiffBackend> Run<B> {
         let dir = self.plan.output_dir.join(FINAL_DIR);
         self.policy.valid().save_hf_dir(&dir).context("exporting the final policy")?;
         self.tokenizer.save(dir.join("tokenizer.json")).context("exporting the tokenizer")?;
-        Ok(dir)
+        Ok(Some(dir))
     }
 }
 
@@ -347,7 +424,92 @@ pub fn run<B: AutodiffBackend>(
     device: B::Device,
     options: &RunOptions,
 ) -> Result<RunSummary> {
-    let mut run = Run::<B>::new(plan.clone(), device, options.resume.is_none())?;
+    run_peer::<B>(plan, device, options, Peer::single())
+}
+
+/// Runs the plan data-parallel: one peer per device of `devices` in this process, on the
+/// `topology` (other processes run the other nodes' peers). Returns the writing peer's
+/// summary, or this process's first peer's on other nodes.
+///
+/// # Errors
+/// The first error of any local peer (the other peers are abandoned: they would wait for it
+/// forever); a peer that waits longer than `topology.timeout` ends the process (see
+/// [`crate::parallel::Watchdog`]).
+pub fn run_parallel<B: AutodiffBackend>(
+    plan: &Plan,
+    devices: Vec<B::Device>,
+    topology: &crate::parallel::Topology,
+    options: &RunOptions,
+) -> Result<RunSummary> {
+    topology.validate(plan.batch_size).map_err(|e| crate::cli::BadInput(e.to_string()))?;
+    anyhow::ensure!(
+        devices.len() == topology.devices,
+        "{} devices for a topology of {} per node",
+        devices.len(),
+        topology.devices
+    );
+    if topology.peers() == 1 && topology.streams() == 1 {
+        return run::<B>(plan, devices[0].clone(), options);
+    }
+    if topology.peers() == 1 {
+        // One peer drawing several streams (the same samples as a run on more peers).
+        let peer = Peer::single_with_streams(topology.streams());
+        return run_peer::<B>(plan, devices[0].clone(), options, peer);
+    }
+    let (peers, dog) =
+        crate::parallel::register::<B::InnerBackend>(topology, &devices, &plan.output_dir)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (peer, device) in peers.into_iter().zip(devices) {
+        let (tx, plan, options, topology) =
+            (tx.clone(), plan.clone(), options.clone(), topology.clone());
+        std::thread::Builder::new()
+            .name(format!("tilt-peer-{}", peer.index))
+            .spawn(move || {
+                let index = peer.index;
+                let joined = crate::parallel::join::<B::InnerBackend>(&topology, &peer, &device);
+                let result = joined.and_then(|()| {
+                    let options = RunOptions {
+                        progress_bar: options.progress_bar && peer.is_writer(),
+                        ..options
+                    };
+                    let summary = run_peer::<B>(&plan, device, &options, peer.clone())?;
+                    peer.finish::<B::InnerBackend>()?;
+                    Ok(summary)
+                });
+                let _ = tx.send((index, result));
+            })
+            .context("starting a peer thread")?;
+    }
+    drop(tx);
+    let mut first = None;
+    for _ in 0..topology.devices {
+        let Ok((index, result)) = rx.recv() else { break };
+        match result {
+            Ok(summary) => {
+                if first.is_none() || index == 0 {
+                    first = Some(summary);
+                }
+            }
+            Err(e) => {
+                dog.disarm();
+                log::debug!("peer {index} failed");
+                return Err(e);
+            }
+        }
+    }
+    dog.disarm();
+    first.context("no peer finished")
+}
+
+/// The training loop of one peer (every peer runs it, in step).
+fn run_peer<B: AutodiffBackend>(
+    plan: &Plan,
+    device: B::Device,
+    options: &RunOptions,
+    peer: Peer,
+) -> Result<RunSummary> {
+    let writer = peer.is_writer();
+    let mut run = Run::<B>::new(plan.clone(), device, options.resume.is_none(), peer)?;
     match &options.resume {
         Some(dir) => run.resume(dir)?,
         None => {
@@ -358,8 +520,9 @@ pub fn run<B: AutodiffBackend>(
     }
     let last = options.stop_after.unwrap_or(plan.steps).min(plan.steps);
     let targets = run.target.targets();
-    let mut progress = progress::Progress::new(plan.steps, run.step, options.progress_bar);
-    if let Some(first) = read_metrics(&plan.output_dir.join(METRICS_FILE))?.last() {
+    let mut progress =
+        progress::Progress::new(plan.steps, run.step, options.progress_bar && writer);
+    if writer && let Some(first) = read_metrics(&plan.output_dir.join(METRICS_FILE))?.last() {
         progress.evaluation(first, &targets);
     }
     let mut records = Vec::new();
@@ -389,7 +552,12 @@ pub fn run<B: AutodiffBackend>(
             records.push(record.clone());
             run.write_record(record, Some(&report))?;
         }
-        let interrupted = options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+        let flag = options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+        // Every peer stops at the same step when any of them was interrupted.
+        let interrupted = match run.peer.is_parallel() {
+            true => run.peer.any::<B::InnerBackend>(&run.inner_device(), flag, "Ctrl-C")?,
+            false => flag,
+        };
         if step.is_multiple_of(plan.checkpoint_interval) || step == last || interrupted {
             run.save_checkpoint()?;
         }
@@ -410,7 +578,7 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     progress.finish();
-    let final_dir = (run.step == plan.steps).then(|| run.finish()).transpose()?;
+    let final_dir = if run.step == plan.steps { run.finish()? } else { None };
     Ok(RunSummary { steps: run.step, records, final_dir, lambda: run.target.lambda().to_vec() })
 }
 
@@ -421,12 +589,24 @@ pub struct TrainJob {
     pub plan: Plan,
     /// Resume and stop options.
     pub options: RunOptions,
+    /// Data parallelism (`None`: one peer on one device).
+    pub topology: Option<crate::parallel::Topology>,
 }
 
 impl crate::backend::Job for TrainJob {
     type Output = RunSummary;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<RunSummary> {
-        run::<B>(&self.plan, device, &self.options)
+        self.run_on::<B>(vec![device])
+    }
+
+    fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<RunSummary> {
+        match &self.topology {
+            Some(t) => run_parallel::<B>(&self.plan, devices, t, &self.options),
+            None => {
+                let device = devices.into_iter().next().context("no device")?;
+                run::<B>(&self.plan, device, &self.options)
+            }
+        }
     }
 }

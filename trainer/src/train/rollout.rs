@@ -80,6 +80,18 @@ impl Rollout {
         (0..self.len()).map(|i| Sample::new(&self.texts[i], &self.tokens[i], self.eos[i])).collect()
     }
 
+    /// Appends `other`'s samples after these.
+    pub fn append(&mut self, other: Rollout) {
+        self.chunks.extend(other.chunks);
+        self.tokens.extend(other.tokens);
+        self.texts.extend(other.texts);
+        self.eos.extend(other.eos);
+        self.log_sampler.extend(other.log_sampler);
+        self.log_model.extend(other.log_model);
+        self.token_log_sampler.extend(other.token_log_sampler);
+        self.generated_mask.extend(other.generated_mask);
+    }
+
     /// Decoding steps of the chunks (they agree: all chunks use the same `max_new_tokens`
     /// unless every row stopped early, which per-token estimators reject).
     pub fn steps(&self) -> usize {
@@ -176,6 +188,21 @@ impl Sampler {
         }
         Ok(out)
     }
+}
+
+/// Draws `rows[i]` samples with `rngs[i]` for each sample stream `i`, one after the other.
+pub fn draw_streams<B: Backend, R: RngCore>(
+    sampler: &Sampler,
+    model: &Gpt2<B>,
+    rows: &[usize],
+    tokenizer: &Gpt2Tokenizer,
+    rngs: &mut [R],
+) -> Result<Rollout> {
+    let mut out = Rollout::default();
+    for (rng, &n) in rngs.iter_mut().zip(rows) {
+        out.append(sampler.draw(model, n, tokenizer, rng)?);
+    }
+    Ok(out)
 }
 
 /// Sequence log-probs of every sample of `rollout` under `model` (no gradient: call it with a

@@ -27,6 +27,11 @@ fn rng_bytes(rng: &ChaCha8Rng) -> Vec<u8> {
     b
 }
 
+/// `kind` for stream or peer 0, `kind-i` for the others.
+fn rng_name(kind: &str, i: usize) -> String {
+    if i == 0 { kind.to_owned() } else { format!("{kind}-{i}") }
+}
+
 fn rng_from(state: &RngState) -> Result<ChaCha8Rng> {
     let b = state
         .bytes()
@@ -40,8 +45,27 @@ fn rng_from(state: &RngState) -> Result<ChaCha8Rng> {
 }
 
 impl<B: AutodiffBackend> Run<B> {
-    /// Writes `checkpoints/step-N/` and prunes old ones.
+    /// This peer's RNG states, named by sample stream (`sampler`, `sampler-1`, …, and `eval`,
+    /// `eval-1`, …): a single-stream run's are `sampler` and `eval`.
+    fn rng_states(&self) -> Vec<RngState> {
+        let streams = self.peer.own_streams().zip(&self.rngs);
+        let mut out: Vec<RngState> = streams
+            .map(|(s, rng)| RngState::new(&rng_name("sampler", s), "chacha8", &rng_bytes(rng)))
+            .collect();
+        let evals = self.peer.own_streams().zip(&self.eval_rngs);
+        out.extend(
+            evals.map(|(s, rng)| RngState::new(&rng_name("eval", s), "chacha8", &rng_bytes(rng))),
+        );
+        out
+    }
+
+    /// Writes `checkpoints/step-N/` and prunes old ones (the writing peer; the others hand it
+    /// their RNG states).
     pub(super) fn save_checkpoint(&mut self) -> Result<()> {
+        let rng = self.gather(&self.rng_states(), "the RNG states")?.concat();
+        if !self.peer.is_writer() {
+            return Ok(());
+        }
         let root = self.plan.checkpoints_dir();
         let mut w = CheckpointWriter::begin(&root, self.step)?;
         let rec = Rec::default();
@@ -64,10 +88,7 @@ impl<B: AutodiffBackend> Run<B> {
             samples_seen: self.samples_seen,
             lambda: self.target.lambda().to_vec(),
             trackers,
-            rng: vec![
-                RngState::new("sampler", "chacha8", &rng_bytes(&self.rng)),
-                RngState::new("eval", "chacha8", &rng_bytes(&self.eval_rng)),
-            ],
+            rng,
             config_hash: self.plan.config_hash.clone(),
         };
         let dir = w.commit(state)?;
@@ -118,8 +139,24 @@ impl<B: AutodiffBackend> Run<B> {
                 .with_context(|| format!("checkpoint has no RNG `{name}`"))
                 .and_then(rng_from)
         };
-        self.rng = rng("sampler")?;
-        self.eval_rng = rng("eval")?;
+        let count = |kind: &str| {
+            let prefix = format!("{kind}-");
+            m.rng.iter().filter(|r| r.name == kind || r.name.starts_with(&prefix)).count()
+        };
+        let (streams, evals) = (count("sampler"), count("eval"));
+        if streams != self.peer.streams || evals != streams {
+            bail!(
+                "the checkpoint in {} was written by a run drawing {streams} sample stream(s); \
+                 this run draws {}: resume with --sample-streams {streams} (on any number of \
+                 peers that divides it)",
+                ck.dir().display(),
+                self.peer.streams
+            );
+        }
+        self.rngs =
+            self.peer.own_streams().map(|s| rng(&rng_name("sampler", s))).collect::<Result<_>>()?;
+        self.eval_rngs =
+            self.peer.own_streams().map(|s| rng(&rng_name("eval", s))).collect::<Result<_>>()?;
         self.step = m.step;
         self.samples_seen = m.samples_seen;
         if self.step > self.plan.steps {
@@ -129,7 +166,10 @@ impl<B: AutodiffBackend> Run<B> {
                 self.plan.steps
             );
         }
-        self.metrics = MetricsLog::resume(&self.plan.output_dir.join(METRICS_FILE), self.step)?;
+        if self.peer.is_writer() {
+            let path = self.plan.output_dir.join(METRICS_FILE);
+            self.metrics = Some(MetricsLog::resume(&path, self.step)?);
+        }
         log::info!("resumed from {} at step {}", ck.dir().display(), self.step);
         Ok(())
     }

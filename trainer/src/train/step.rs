@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -117,9 +117,10 @@ pub fn build_estimator<B: AutodiffBackend>(e: &EstimatorPlan) -> Result<Box<dyn 
     })
 }
 
-/// Host values of one training batch, scored once.
-struct Scored {
-    rollout: Rollout,
+/// The per-sample host values of a batch: the peers exchange these, so every statistic of the
+/// batch is computed on all of it.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct HostScores {
     scores: FeatureScores,
     log_a: Vec<f64>,
     log_q: Vec<f64>,
@@ -127,6 +128,44 @@ struct Scored {
     log_target: Vec<f64>,
     /// Per-token inputs of the per-token KL-control: (log π_t from the sampler, log a_t).
     tokens: Option<(Vec<f64>, Vec<f64>)>,
+    /// Generated-token mask `[n, steps]`.
+    generated_mask: Vec<bool>,
+    /// Decoding steps.
+    steps: usize,
+}
+
+impl HostScores {
+    /// The peers' batches, one after the other.
+    fn concat(parts: Vec<HostScores>) -> HostScores {
+        let steps = parts.iter().map(|p| p.steps).max().unwrap_or(0);
+        let mut out = HostScores { steps, ..HostScores::default() };
+        let mut scores = Vec::with_capacity(parts.len());
+        for p in parts {
+            scores.push(p.scores);
+            out.log_a.extend(p.log_a);
+            out.log_q.extend(p.log_q);
+            out.log_pi.extend(p.log_pi);
+            out.log_target.extend(p.log_target);
+            out.generated_mask.extend(p.generated_mask);
+            if let Some((lp, la)) = p.tokens {
+                let t = out.tokens.get_or_insert_with(Default::default);
+                t.0.extend(lp);
+                t.1.extend(la);
+            }
+        }
+        out.scores = FeatureScores::concat(scores);
+        out
+    }
+}
+
+/// One training batch, scored once: this peer's samples and the whole batch's host values.
+struct Scored {
+    /// This peer's samples.
+    rollout: Rollout,
+    /// The whole batch (every peer's samples, in peer order).
+    host: HostScores,
+    /// The index of this peer's first sample in the whole batch.
+    offset: usize,
 }
 
 fn per_token(e: &EstimatorPlan) -> bool {
@@ -134,20 +173,29 @@ fn per_token(e: &EstimatorPlan) -> bool {
 }
 
 impl<B: AutodiffBackend> Run<B> {
-    /// Samples the training batch and computes every host score once.
+    /// Samples this peer's share of the training batch (one draw per own sample stream),
+    /// computes every host score once, and gathers the whole batch's host values.
     fn sample_and_score(&mut self) -> Result<Scored> {
         let n = self.plan.batch_size as usize;
+        let offset = self.peer.rows_of(n).1;
         let sampler_model = match &self.proposal {
             Some(q) => q.clone(),
             None => self.policy.valid(),
         };
         let t0 = std::time::Instant::now();
-        let rollout = self.sampler.draw(&sampler_model, n, &self.tokenizer, &mut self.rng)?;
+        let rollout = rollout::draw_streams(
+            &self.sampler,
+            &sampler_model,
+            &self.peer.rows_of(n).0,
+            &self.tokenizer,
+            &mut self.rngs,
+        )?;
         let t1 = std::time::Instant::now();
         let inner = self.inner_device();
         let log_a = self.base_log_probs_of_sampler_samples(&rollout)?;
         log::debug!(
-            "sampling {n} {:.2} s, scoring them under a {:.2} s",
+            "sampling {} {:.2} s, scoring them under a {:.2} s",
+            rollout.len(),
             (t1 - t0).as_secs_f64(),
             t1.elapsed().as_secs_f64()
         );
@@ -171,12 +219,23 @@ impl<B: AutodiffBackend> Run<B> {
         } else {
             None
         };
-        Ok(Scored { rollout, scores, log_a, log_q, log_pi, log_target, tokens })
+        let mine = HostScores {
+            scores,
+            log_a,
+            log_q,
+            log_pi,
+            log_target,
+            tokens,
+            generated_mask: rollout.generated_mask.clone(),
+            steps: rollout.steps(),
+        };
+        let host = HostScores::concat(self.gather(&mine, "the batch's scores")?);
+        Ok(Scored { rollout, host, offset })
     }
 
     /// The estimator's output on the whole batch, with `log π` detached: advantages and
     /// statistics for every sample (batch-level baselines see the whole batch).
-    fn advantages(&self, s: &Scored, log_z: Option<f64>) -> Result<EstimatorOutput<B>> {
+    fn advantages(&self, s: &HostScores, log_z: Option<f64>) -> Result<EstimatorOutput<B>> {
         let n = s.log_pi.len();
         let device = self.device.clone();
         let log_pi: Tensor<B, 1> =
@@ -194,10 +253,10 @@ impl<B: AutodiffBackend> Run<B> {
             batch = batch.with_log_z(z);
         }
         if let Some((lp, la)) = &s.tokens {
-            let t = s.rollout.steps();
+            let t = s.steps;
             let tok: Tensor<B, 2> = Tensor::from_data(TensorData::new(lp.clone(), [n, t]), &device);
             batch = batch
-                .with_token_log_pi(tok, s.rollout.generated_mask.clone())?
+                .with_token_log_pi(tok, s.generated_mask.clone())?
                 .with_token_log_a(la.clone())?;
         }
         Ok(self.estimator.loss(&batch)?)
@@ -247,10 +306,12 @@ impl<B: AutodiffBackend> Run<B> {
 
     /// Accumulates `∇ −(1/m) Σ_i A_i log π(x_i)` over forward minibatches, `log π` recomputed
     /// differentiably (with dropout) per minibatch; per-token advantages weight each token.
+    /// Each peer takes its own samples (`m` counts the whole batch), and the peers' sums are
+    /// added: the result is the whole batch's gradient on every peer.
     fn accumulate(&self, s: &Scored, out: &EstimatorOutput<B>) -> Result<GradientsParams> {
         let m = out.stats.n_used.max(1) as f64;
         let mut acc = GradientsAccumulator::<Gpt2<B>>::new();
-        let mut row = 0;
+        let mut row = s.offset;
         for chunk in &s.rollout.chunks {
             let batch = chunk.batch::<B>(&self.device)?;
             for start in (0..chunk.rows).step_by(self.plan.minibatch_size as usize) {
@@ -262,7 +323,7 @@ impl<B: AutodiffBackend> Run<B> {
             }
             row += chunk.rows;
         }
-        Ok(acc.grads())
+        self.peer.all_reduce_grads(&self.policy, acc.grads())
     }
 
     /// A further PPO epoch over the batch (KL-control, `estimator.ppo_epochs` > 1): the
@@ -287,14 +348,18 @@ impl<B: AutodiffBackend> Run<B> {
         let mut out = first.clone();
         match &first.token_advantages {
             Some(g) => {
-                let (old, _) = s.tokens.as_ref().context("per-token KL-control without tokens")?;
+                let (old, _) =
+                    s.host.tokens.as_ref().context("per-token KL-control without tokens")?;
                 let new = rollout::token_log_probs(&pi, &s.rollout, &inner)?;
+                let new: Vec<f64> = self.gather(&new, "the PPO ratios")?.concat();
                 let w = g.iter().zip(new.iter().zip(old)).map(|(&a, (&n, &o))| weight(n, o, a));
                 out.token_advantages = Some(w.collect());
             }
             None => {
                 let new = rollout::log_probs(&pi, &s.rollout, &inner)?;
-                let w = (0..new.len()).map(|i| weight(new[i], s.log_q[i], first.advantages[i]));
+                let new: Vec<f64> = self.gather(&new, "the PPO ratios")?.concat();
+                let old = &s.host.log_q;
+                let w = (0..new.len()).map(|i| weight(new[i], old[i], first.advantages[i]));
                 out.advantages = w.collect();
             }
         }
@@ -304,10 +369,11 @@ impl<B: AutodiffBackend> Run<B> {
     /// The gradient variance (METHODS §5): the trace of the covariance of the per-sample
     /// gradients `g_i = ∇(−A_i log π(x_i))` (per-token advantages: `∇(−Σ_t A_it log π_t)`) of
     /// the batch's first samples (at most [`GRAD_VARIANCE_SAMPLES`]), at the parameters before
-    /// this step's update; one forward and backward pass per sample.
+    /// this step's update; one forward and backward pass per sample. Each peer takes those of
+    /// its own samples, and the sums `Σ g_i`, `Σ ‖g_i‖²` and the count are added across peers.
     fn grad_variance(&self, s: &Scored, out: &EstimatorOutput<B>) -> Result<f64> {
         let mut acc = tilt_estimators::GradientVarianceAccumulator::new();
-        let mut row = 0;
+        let mut row = s.offset;
         'chunks: for chunk in &s.rollout.chunks {
             let batch = chunk.batch::<B>(&self.device)?;
             for r in 0..chunk.rows {
@@ -321,6 +387,23 @@ impl<B: AutodiffBackend> Run<B> {
             }
             row += chunk.rows;
         }
+        if self.peer.is_parallel() {
+            let params = self.policy.num_params();
+            let (sum, sum_sq_norm, n) = acc.into_parts();
+            let sum: Vec<f32> = match sum.len() {
+                0 => vec![0.0; params],
+                _ => sum.iter().map(|&v| v as f32).collect(),
+            };
+            let sum = self.peer.sum_floats::<B::InnerBackend>(
+                &self.inner_device(),
+                sum,
+                "the gradient-variance sums",
+            )?;
+            let parts = self.gather(&(sum_sq_norm, n), "the gradient-variance counts")?;
+            let (sq, n) = parts.iter().fold((0.0, 0), |(a, b), (x, y)| (a + x, b + y));
+            let sum = sum.into_iter().map(f64::from).collect();
+            acc = tilt_estimators::GradientVarianceAccumulator::from_parts(sum, sq, n);
+        }
         Ok(acc.finish()?.trace)
     }
 
@@ -328,18 +411,22 @@ impl<B: AutodiffBackend> Run<B> {
     pub(super) fn train_step(&mut self) -> Result<StepReport> {
         // Dropout draws from burn's process-global RNG, whose state cannot be saved: reseeding
         // it from (seed, step) makes a resumed run drop the same units.
-        B::seed(&self.device, self.plan.seed.wrapping_add(self.step));
+        // Peers drop different units (peer 0 as a single-peer run).
+        let peer = (self.peer.index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        B::seed(&self.device, self.plan.seed.wrapping_add(self.step) ^ peer);
         let t0 = std::time::Instant::now();
         let s = self.sample_and_score()?;
         let t1 = std::time::Instant::now();
         let log_z = match self.z.log_z() {
             Some(z) => Some(z),
-            None => tilt_ebm::estimate_log_z(&tilt_ebm::log_weights(&s.log_target, &s.log_q)?)
-                .ok()
-                .map(|e| e.log_z)
-                .filter(|z| z.is_finite()),
+            None => {
+                tilt_ebm::estimate_log_z(&tilt_ebm::log_weights(&s.host.log_target, &s.host.log_q)?)
+                    .ok()
+                    .map(|e| e.log_z)
+                    .filter(|z| z.is_finite())
+            }
         };
-        let out = self.advantages(&s, log_z).context("estimator")?;
+        let out = self.advantages(&s.host, log_z).context("estimator")?;
         let step = self.step + 1;
         if !out.stats.loss.is_finite() {
             return Err(NonFiniteLoss { step, value: out.stats.loss }.into());
@@ -369,13 +456,13 @@ impl<B: AutodiffBackend> Run<B> {
         }
         self.estimator.update(&out.stats);
         // Z pools the training batches too (E_q[P/q] = Z for any q).
-        self.z.push(&s.log_target, &s.log_q).context("Z tracker")?;
+        self.z.push(&s.host.log_target, &s.host.log_q).context("Z tracker")?;
         self.step = step;
-        self.samples_seen += s.rollout.len() as u64;
+        self.samples_seen += s.host.log_q.len() as u64;
         Ok(StepReport {
             stats: out.stats,
             lr,
-            batch_moments: s.scores.means(),
+            batch_moments: s.host.scores.means(),
             log_z,
             grad_variance,
             grad_norm,

@@ -21,7 +21,7 @@ enum RewardFn {
 
 /// Every feature value of a batch, computed once: per constraint (for E\[φ\]), and what the
 /// target needs (`log b`, the moment matrix), plus the reward.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FeatureScores {
     /// φ per constraint name (pointwise b_i and moment features alike), per sample.
     pub by_name: BTreeMap<String, Vec<f64>>,
@@ -34,6 +34,22 @@ pub struct FeatureScores {
 }
 
 impl FeatureScores {
+    /// The scores of several batches, one after the other (the peers' shares, in peer order).
+    pub fn concat(parts: Vec<FeatureScores>) -> FeatureScores {
+        let mut out = FeatureScores::default();
+        for p in parts {
+            for (k, v) in p.by_name {
+                out.by_name.entry(k).or_default().extend(v);
+            }
+            out.log_b.extend(p.log_b);
+            out.moments.extend(p.moments);
+            if let Some(r) = p.reward {
+                out.reward.get_or_insert_with(Vec::new).extend(r);
+            }
+        }
+        out
+    }
+
     /// Mean φ per constraint name.
     pub fn means(&self) -> BTreeMap<String, f64> {
         self.by_name
