@@ -523,6 +523,13 @@ fn train(args: &TrainArgs) -> Result<()> {
         None if args.overwrite => clear_earlier_run(&plan.output_dir)?,
         None => refuse_earlier_run(&plan)?,
     }
+    let (topology, devices) = match args.parallel.topology(plan.device)? {
+        Some((t, d)) => (Some(t), d),
+        None => (None, vec![plan.device]),
+    };
+    if let Some(t) = &topology {
+        t.validate(plan.batch_size).map_err(|e| BadInput(e.to_string()))?;
+    }
     if args.dry_run {
         println!("{plan}");
         return Ok(());
@@ -532,10 +539,6 @@ fn train(args: &TrainArgs) -> Result<()> {
         stop_after: None,
         interrupt: Some(interrupt_flag()),
         progress_bar: true,
-    };
-    let (topology, devices) = match args.parallel.topology(plan.device)? {
-        Some((t, d)) => (Some(t), d),
-        None => (None, vec![plan.device]),
     };
     let job = crate::train::TrainJob { plan: plan.clone(), options, topology };
     let devices = devices.into_iter().map(Some).collect();

@@ -292,3 +292,34 @@ fn an_unreachable_coordinator_is_named_within_the_timeout() {
     );
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
 }
+
+#[test]
+fn a_stuck_node_stops_the_run_after_the_peer_timeout() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let long = config(dir.path(), r#"kind = "gdc_pp""#, 5000, "[proposal]\ninterval = 2");
+    let out = dir.path().join("stuck");
+    let (_c, mut n0, n1, _) = two_nodes(&long, &out, &["--peer-timeout", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while tilt_trainer::train::resume_from(&out).is_err() {
+        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Node 1 stops answering but its process (and its sockets) stay up.
+    let pid = n1.0.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = n0.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(60), "node 0 still runs 60 s later");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = stderr_of(&mut n0.0);
+    eprintln!("node 0 stopped {:.1} s after node 1 hung:\n{err}", stopped.elapsed().as_secs_f64());
+    assert!(!status.success());
+    assert!(err.contains("waited 3 s") && err.contains("--resume"), "{err}");
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+}

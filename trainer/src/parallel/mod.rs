@@ -239,7 +239,8 @@ impl Peer {
                 Some(w) => (w.diagnosis(), format!(". {}", w.resume_hint())),
                 None => Default::default(),
             };
-            anyhow::anyhow!("peer {}: {what} failed ({e:?}){diagnosis}{hint}", self.index)
+            let peer = self.index;
+            anyhow::anyhow!("peer {peer}: {what}: burn-collective failed ({e:?}){diagnosis}{hint}")
         })
     }
 
@@ -434,6 +435,7 @@ pub fn register<B: Backend>(
         })?;
     }
     topology.collective_config()?;
+    quiet_runtime_panics();
     let dog = Watchdog::start(topology, devices.len(), output);
     burn::collective::reset_collective::<B>();
     let peers = (0..devices.len())
@@ -446,6 +448,25 @@ pub fn register<B: Backend>(
         })
         .collect();
     Ok((peers, dog))
+}
+
+/// burn-collective reports a lost connection by panicking in its runtime's worker threads; the
+/// peer then gets an error that tilt turns into a message naming the unreachable node. Those
+/// panics are logged as one warning line instead of a backtrace (other threads keep the
+/// default hook).
+fn quiet_runtime_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let name = std::thread::current().name().unwrap_or_default().to_owned();
+            if name.starts_with("tokio-r") {
+                log::warn!("burn-collective ({name}): {info}");
+            } else {
+                default(info);
+            }
+        }));
+    });
 }
 
 /// Registers `peer` (from its own thread: registration blocks until every local peer has

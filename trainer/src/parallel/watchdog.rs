@@ -76,8 +76,31 @@ impl Watchdog {
         *self.roster.lock().expect("watchdog lock") = roster;
     }
 
-    /// What is unreachable now, as a sentence starting with "; " (empty with one node).
+    /// What is unreachable, as a sentence starting with "; " (empty with one node). A process
+    /// that was just killed may accept connections for a moment: the probe is repeated for up
+    /// to 3 s before concluding that every node is up.
     pub fn diagnosis(&self) -> String {
+        let mut down = self.unreachable();
+        for _ in 0..6 {
+            if !down.is_empty() || self.coordinator.is_none() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            down = self.unreachable();
+        }
+        if !down.is_empty() {
+            format!("; unreachable: {}", down.join(", "))
+        } else if self.coordinator.is_some() {
+            "; every node still accepts connections (a peer is stuck, or slower than \
+             --peer-timeout)"
+                .to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    /// The coordinator and other nodes that refuse a connection now.
+    fn unreachable(&self) -> Vec<String> {
         let mut down = Vec::new();
         if let Some(c) = &self.coordinator
             && let Err(e) = probe(c, Duration::from_secs(2))
@@ -94,15 +117,7 @@ impl Watchdog {
                 down.push(format!("node {rank} at {address} ({e})"));
             }
         }
-        if !down.is_empty() {
-            format!("; unreachable: {}", down.join(", "))
-        } else if self.coordinator.is_some() {
-            "; every node still accepts connections (a peer is stuck, or slower than \
-             --peer-timeout)"
-                .to_owned()
-        } else {
-            String::new()
-        }
+        down
     }
 
     fn overdue(&self) -> Option<Waiting> {
@@ -139,9 +154,7 @@ fn watch(dog: Weak<Watchdog>) {
             return;
         }
         if let Some(w) = dog.overdue() {
-            let message = dog.report(&w);
-            log::error!("{message}");
-            eprintln!("tilt: error: {message}");
+            eprintln!("tilt: error: {}", dog.report(&w));
             std::process::exit(1);
         }
     }

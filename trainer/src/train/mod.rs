@@ -332,7 +332,9 @@ impl<B: AutodiffBackend> Run<B> {
             self.proposal = Some(self.policy.valid());
             self.z.new_proposal();
         }
-        log::info!("step {}: proposal check, q ← π: {}", self.step, decision.update);
+        if self.peer.is_writer() {
+            log::info!("step {}: proposal check, q ← π: {}", self.step, decision.update);
+        }
         Ok(Some(decision.update))
     }
 
@@ -561,12 +563,14 @@ fn run_peer<B: AutodiffBackend>(
         if step.is_multiple_of(plan.checkpoint_interval) || step == last || interrupted {
             run.save_checkpoint()?;
         }
-        log::info!(
-            "step {step}/{}: loss {:.4e}, lr {:.2e}",
-            plan.steps,
-            report.stats.loss,
-            report.lr
-        );
+        if writer {
+            log::info!(
+                "step {step}/{}: loss {:.4e}, lr {:.2e}",
+                plan.steps,
+                report.stats.loss,
+                report.lr
+            );
+        }
         if interrupted && step < last {
             progress.finish();
             return Err(Interrupted {
