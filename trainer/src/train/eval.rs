@@ -80,18 +80,12 @@ impl<B: AutodiffBackend> Run<B> {
         } else {
             r.log_sampler.clone()
         };
-        let mine = (log_p, r.log_sampler.clone(), log_pi, scores);
-        let (mut log_p, mut log_q, mut log_pi, mut parts) = Default::default();
-        for (p, q, pi, sc) in self.gather(&mine, "the importance samples")? {
-            Vec::extend(&mut log_p, p);
-            Vec::extend(&mut log_q, q);
-            Vec::extend(&mut log_pi, pi);
-            Vec::push(&mut parts, sc);
-        }
-        let (log_p, log_q, log_pi): (Vec<f64>, Vec<f64>, Vec<f64>) = (log_p, log_q, log_pi);
+        let mine = ([log_p, r.log_sampler.clone(), log_pi], scores);
+        let all = self.gather(&mine, "the importance samples")?;
+        let ([log_p, log_q, log_pi], scores) = super::concat_scored(all);
         let log_q = &log_q;
         if self.proposal.is_some() {
-            record.moments_q = FeatureScores::concat(parts).means();
+            record.moments_q = scores.means();
         }
         let batch = estimate_log_z(&log_weights(&log_p, log_q)?)?;
         self.z.push(&log_p, log_q)?;

@@ -273,14 +273,8 @@ impl<B: AutodiffBackend> Run<B> {
         let r = self.draw_eval(&sampler, &base, n as usize)?;
         let scores = self.target.score(&r.samples())?;
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
-        let mine = (r.log_sampler.clone(), r.log_model.clone(), scores);
-        let (mut log_q, mut log_a, mut parts) = (Vec::new(), Vec::new(), Vec::new());
-        for (q, a, sc) in self.gather(&mine, "the λ-fit samples")? {
-            log_q.extend(q);
-            log_a.extend(a);
-            parts.push(sc);
-        }
-        let scores = target::FeatureScores::concat(parts);
+        let mine = ([r.log_sampler.clone(), r.log_model.clone()], scores);
+        let ([log_q, log_a], scores) = concat_scored(self.gather(&mine, "the λ-fit samples")?);
         {
             let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
             log::info!(
@@ -318,13 +312,8 @@ impl<B: AutodiffBackend> Run<B> {
         let scores = self.target.score(&r.samples())?;
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_pi = rollout::log_probs(&self.policy.valid(), &r, &inner)?;
-        let mine = (log_p, r.log_sampler.clone(), log_pi);
-        let (mut log_p, mut log_q, mut log_pi) = (Vec::new(), Vec::new(), Vec::new());
-        for (p, q, pi) in self.gather(&mine, "the proposal check")? {
-            log_p.extend(p);
-            log_q.extend(q);
-            log_pi.extend(pi);
-        }
+        let mine = [log_p, r.log_sampler.clone(), log_pi];
+        let [log_p, log_q, log_pi] = concat_columns(self.gather(&mine, "the proposal check")?);
         self.z.push(&log_p, &log_q)?;
         let Some(log_z) = self.z.log_z() else { return Ok(Some(false)) };
         let decision = rule.decide(&log_p, &log_q, &log_pi, log_z)?;
@@ -389,6 +378,25 @@ impl<B: AutodiffBackend> Run<B> {
         self.tokenizer.save(dir.join("tokenizer.json")).context("exporting the tokenizer")?;
         Ok(Some(dir))
     }
+}
+
+/// The peers' parts of `N` per-sample columns, each concatenated in peer order.
+pub(crate) fn concat_columns<const N: usize>(parts: Vec<[Vec<f64>; N]>) -> [Vec<f64>; N] {
+    let mut out: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
+    for part in parts {
+        for (column, values) in out.iter_mut().zip(part) {
+            column.extend(values);
+        }
+    }
+    out
+}
+
+/// [`concat_columns`] for columns that come with the samples' feature scores.
+pub(crate) fn concat_scored<const N: usize>(
+    parts: Vec<([Vec<f64>; N], target::FeatureScores)>,
+) -> ([Vec<f64>; N], target::FeatureScores) {
+    let (columns, scores): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+    (concat_columns(columns), target::FeatureScores::concat(scores))
 }
 
 /// `z` with `P(N(0,1) > z) = alpha`, by bisection on erfc (called once per run).
