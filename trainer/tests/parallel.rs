@@ -174,10 +174,21 @@ impl Drop for Guard {
 }
 
 /// Starts a coordinator and `tilt train` on two nodes; returns the node processes.
-fn two_nodes(config: &Path, out: &Path, extra: &[&str]) -> (Guard, Guard, Guard, String) {
+/// Starts `tilt coordinator` on a free port; returns it and its address.
+fn coordinator() -> (Guard, String) {
     let port = free_port().to_string();
-    let coordinator = Guard(tilt(&["coordinator", "--port", &port]).spawn().unwrap());
-    let coordinator_address = format!("127.0.0.1:{port}");
+    let process = Guard(tilt(&["coordinator", "--port", &port]).spawn().unwrap());
+    (process, format!("127.0.0.1:{port}"))
+}
+
+/// Starts `tilt train` on two nodes meeting at `coordinator_address`; returns the node
+/// processes and node 1's address.
+fn two_nodes(
+    coordinator_address: &str,
+    config: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (Guard, Guard, String) {
     let node_address = format!("127.0.0.1:{}", free_port());
     let node = |rank: &str, address: &str| {
         let mut args = vec![
@@ -191,7 +202,7 @@ fn two_nodes(config: &Path, out: &Path, extra: &[&str]) -> (Guard, Guard, Guard,
             "--node-rank",
             rank,
             "--coordinator",
-            &coordinator_address,
+            coordinator_address,
             "--node-address",
             address,
         ];
@@ -201,7 +212,7 @@ fn two_nodes(config: &Path, out: &Path, extra: &[&str]) -> (Guard, Guard, Guard,
     let node1_address = node_address.clone();
     let n0 = node("0", &format!("127.0.0.1:{}", free_port()));
     let n1 = node("1", &node1_address);
-    (coordinator, n0, n1, node1_address)
+    (n0, n1, node1_address)
 }
 
 fn stderr_of(child: &mut Child) -> String {
@@ -221,7 +232,9 @@ fn two_nodes_on_loopback_equal_one_peer_and_a_killed_node_is_named() {
 
     // The multi-node path: two processes meet at a coordinator.
     let out = dir.path().join("nodes");
-    let (_c, mut n0, mut n1, _) = two_nodes(&plan.config_file, &out, &[]);
+    // One coordinator serves the three runs below (a node that ends, or dies, is forgotten).
+    let (_c, at) = coordinator();
+    let (mut n0, mut n1, _) = two_nodes(&at, &plan.config_file, &out, &[]);
     let s0 = n0.0.wait().unwrap();
     let s1 = n1.0.wait().unwrap();
     let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
@@ -236,7 +249,7 @@ fn two_nodes_on_loopback_equal_one_peer_and_a_killed_node_is_named() {
     // Node 1 dies mid-run: node 0 stops within the timeout, naming it; its checkpoint holds.
     let long = config(dir.path(), r#"kind = "gdc_pp""#, 5000, "[proposal]\ninterval = 2");
     let out = dir.path().join("killed");
-    let (_c, mut n0, mut n1, node1) = two_nodes(&long, &out, &["--peer-timeout", "10"]);
+    let (mut n0, mut n1, node1) = two_nodes(&at, &long, &out, &["--peer-timeout", "10"]);
     let deadline = Instant::now() + Duration::from_secs(300);
     while tilt_trainer::train::resume_from(&out).is_err() {
         assert!(Instant::now() < deadline, "no checkpoint after 300 s");
@@ -259,6 +272,15 @@ fn two_nodes_on_loopback_equal_one_peer_and_a_killed_node_is_named() {
     assert!(err.contains("node 1") && err.contains(&node1), "{err}");
     let (ck, step) = tilt_trainer::train::resume_from(&out).unwrap();
     assert!(step >= 5, "{}", ck.display());
+
+    // The same coordinator takes a new run after the failed one.
+    let short = config(dir.path(), r#"kind = "gdc_pp""#, 4, "[proposal]\ninterval = 2");
+    let out = dir.path().join("again");
+    let (mut n0, mut n1, _) = two_nodes(&at, &short, &out, &[]);
+    let (s0, s1) = (n0.0.wait().unwrap(), n1.0.wait().unwrap());
+    let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
+    assert!(s0.success() && s1.success(), "node 0: {e0}\nnode 1: {e1}");
+    assert_eq!(batch_moments(&out), batch_moments(&single));
 }
 
 #[test]
@@ -300,7 +322,8 @@ fn a_stuck_node_stops_the_run_after_the_peer_timeout() {
     tiny_base(dir.path());
     let long = config(dir.path(), r#"kind = "gdc_pp""#, 5000, "[proposal]\ninterval = 2");
     let out = dir.path().join("stuck");
-    let (_c, mut n0, n1, _) = two_nodes(&long, &out, &["--peer-timeout", "3"]);
+    let (_c, at) = coordinator();
+    let (mut n0, n1, _) = two_nodes(&at, &long, &out, &["--peer-timeout", "3"]);
     let deadline = Instant::now() + Duration::from_secs(300);
     while tilt_trainer::train::resume_from(&out).is_err() {
         assert!(Instant::now() < deadline, "no checkpoint after 300 s");

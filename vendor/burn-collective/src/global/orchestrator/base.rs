@@ -99,32 +99,41 @@ impl GlobalOrchestrator {
 
         let mut session_id = None;
 
-        loop {
-            let packet = stream.recv().await?;
-            let Some(msg) = packet else {
-                log::info!("Peer closed the connection");
-                break;
-            };
+        let result: Result<(), GlobalCollectiveError> = async {
+            loop {
+                let packet = stream.recv().await?;
+                let Some(msg) = packet else {
+                    log::info!("Peer closed the connection");
+                    break;
+                };
 
-            let mut state = self.state.lock().await;
+                let mut state = self.state.lock().await;
 
-            let msg = rmp_serde::from_slice::<CollectiveMessage>(&msg.data)
-                .map_err(|_| GlobalCollectiveError::InvalidMessage)?;
-            match msg {
-                CollectiveMessage::Init(id) => {
-                    state.init_session(id);
-                    session_id = Some(id);
-                }
-                CollectiveMessage::Request(request_id, remote_request) => {
-                    let session_id = session_id.ok_or(GlobalCollectiveError::FirstMsgNotInit)?;
-                    state
-                        .process_request(session_id, request_id, remote_request)
-                        .await;
+                let msg = rmp_serde::from_slice::<CollectiveMessage>(&msg.data)
+                    .map_err(|_| GlobalCollectiveError::InvalidMessage)?;
+                match msg {
+                    CollectiveMessage::Init(id) => {
+                        state.init_session(id);
+                        session_id = Some(id);
+                    }
+                    CollectiveMessage::Request(request_id, remote_request) => {
+                        let session_id = session_id.ok_or(GlobalCollectiveError::FirstMsgNotInit)?;
+                        state
+                            .process_request(session_id, request_id, remote_request)
+                            .await;
+                    }
                 }
             }
-        }
 
-        Ok(())
+            Ok(())
+        }
+        .await;
+        // tilt patch: a node whose connection ends (it finished, failed or was killed) is
+        // forgotten, so that the next run can register with the same orchestrator.
+        if let Some(id) = session_id {
+            self.state.lock().await.forget(id);
+        }
+        result
     }
 }
 

@@ -62,6 +62,23 @@ impl GlobalCollectiveState {
         }
     }
 
+    /// tilt patch: forgets a session whose connection has ended (0.21.0 kept its node
+    /// registered, so a later run with the same addresses got `DoubleRegister`).
+    pub(crate) fn forget(&mut self, session_id: SessionId) {
+        if let Some(node_id) = self.registered_nodes.remove(&session_id) {
+            self.node_addresses.remove(&node_id);
+            if let Some(peers) = self.node_peers.remove(&node_id) {
+                self.num_global_peers = self.num_global_peers.saturating_sub(peers.len() as u32);
+            }
+        }
+        self.register_requests.retain(|(s, _, _)| *s != session_id);
+        self.sessions.remove(&session_id);
+        if self.registered_nodes.is_empty() {
+            self.cur_num_nodes = None;
+            self.num_global_peers = 0;
+        }
+    }
+
     pub(crate) fn init_session(&mut self, id: SessionId) {
         if self.sessions.contains_key(&id) {
             return;
