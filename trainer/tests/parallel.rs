@@ -346,3 +346,24 @@ fn a_stuck_node_stops_the_run_after_the_peer_timeout() {
     assert!(err.contains("waited 3 s") && err.contains("--resume"), "{err}");
     let _ = Command::new("kill").args(["-CONT", &pid]).status();
 }
+
+#[test]
+fn two_nodes_of_two_devices_equal_one_peer_on_four_streams() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let plan = gdc_pp(dir.path(), 4);
+    let single = train(&plan, "single", &topology(1, 4));
+    let (_c, at) = coordinator();
+    let out = dir.path().join("nodes");
+    let (mut n0, mut n1, _) = two_nodes(&at, &plan.config_file, &out, &["--devices", "2"]);
+    let (s0, s1) = (n0.0.wait().unwrap(), n1.0.wait().unwrap());
+    let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
+    assert!(s0.success() && s1.success(), "node 0: {e0}\nnode 1: {e1}");
+    let i = info(&out);
+    assert_eq!((i.peers, i.sample_streams), (4, 4));
+    assert_eq!(batch_moments(&out), batch_moments(&single), "the same samples");
+    let diff = max_rel_diff(&out, &single);
+    eprintln!("2 nodes × 2 devices vs 1 peer on 4 streams: max relative difference {diff:.2e}");
+    assert!(diff < 1e-4, "{diff}");
+}
