@@ -215,6 +215,50 @@ fn two_nodes(
     (n0, n1, node1_address)
 }
 
+/// Waits for both nodes and asserts that both succeeded.
+fn both_succeed(mut n0: Guard, mut n1: Guard) {
+    let (s0, s1) = (n0.0.wait().unwrap(), n1.0.wait().unwrap());
+    let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
+    assert!(s0.success() && s1.success(), "node 0: {e0}\nnode 1: {e1}");
+}
+
+/// Asserts that the run in `out` had `peers` peers and trained like the single-peer run in
+/// `single` (which drew as many streams): the same samples, the weights to float error.
+fn same_run(out: &Path, single: &Path, peers: usize) {
+    let i = info(out);
+    assert_eq!((i.peers, i.sample_streams), (peers, peers));
+    assert_eq!(batch_moments(out), batch_moments(single), "the same samples");
+    let diff = max_rel_diff(out, single);
+    eprintln!("{peers} peers on nodes vs 1 peer on the union: max relative difference {diff:.2e}");
+    assert!(diff < 1e-4, "{diff}");
+}
+
+/// Waits until `out` holds a checkpoint (node 0 must still run meanwhile).
+fn wait_for_checkpoint(out: &Path, n0: &mut Guard) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while tilt_trainer::train::resume_from(out).is_err() {
+        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
+        assert!(n0.0.try_wait().unwrap().is_none(), "node 0 ended: {}", stderr_of(&mut n0.0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits at most 60 s for node 0 to exit; returns its failure's stderr and the time waited.
+fn fails_within_a_minute(n0: &mut Guard) -> (String, Duration) {
+    let since = Instant::now();
+    let status = loop {
+        if let Some(s) = n0.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(since.elapsed() < Duration::from_secs(60), "node 0 still runs 60 s later");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let waited = since.elapsed();
+    let err = stderr_of(&mut n0.0);
+    assert!(!status.success(), "{err}");
+    (err, waited)
+}
+
 fn stderr_of(child: &mut Child) -> String {
     use std::io::Read;
     let mut s = String::new();
@@ -234,41 +278,18 @@ fn two_nodes_on_loopback_equal_one_peer_and_a_killed_node_is_named() {
     let out = dir.path().join("nodes");
     // One coordinator serves the three runs below (a node that ends, or dies, is forgotten).
     let (_c, at) = coordinator();
-    let (mut n0, mut n1, _) = two_nodes(&at, &plan.config_file, &out, &[]);
-    let s0 = n0.0.wait().unwrap();
-    let s1 = n1.0.wait().unwrap();
-    let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
-    assert!(s0.success() && s1.success(), "node 0: {e0}\nnode 1: {e1}");
-    let i = info(&out);
-    assert_eq!((i.peers, i.sample_streams), (2, 2));
-    assert_eq!(batch_moments(&out), batch_moments(&single), "the same samples");
-    let diff = max_rel_diff(&out, &single);
-    eprintln!("2 nodes vs 1 peer on the union: max relative weight difference {diff:.2e}");
-    assert!(diff < 1e-4, "{diff}");
+    let (n0, n1, _) = two_nodes(&at, &plan.config_file, &out, &[]);
+    both_succeed(n0, n1);
+    same_run(&out, &single, 2);
 
     // Node 1 dies mid-run: node 0 stops within the timeout, naming it; its checkpoint holds.
     let long = config(dir.path(), r#"kind = "gdc_pp""#, 5000, "[proposal]\ninterval = 2");
     let out = dir.path().join("killed");
     let (mut n0, mut n1, node1) = two_nodes(&at, &long, &out, &["--peer-timeout", "10"]);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while tilt_trainer::train::resume_from(&out).is_err() {
-        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
-        assert!(n0.0.try_wait().unwrap().is_none(), "node 0 ended: {}", stderr_of(&mut n0.0));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_checkpoint(&out, &mut n0);
     n1.0.kill().unwrap();
-    let killed = Instant::now();
-    let status = loop {
-        if let Some(s) = n0.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(killed.elapsed() < Duration::from_secs(60), "node 0 still runs 60 s later");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let waited = killed.elapsed();
-    let err = stderr_of(&mut n0.0);
+    let (err, waited) = fails_within_a_minute(&mut n0);
     eprintln!("node 0 stopped {:.1} s after node 1 was killed:\n{err}", waited.as_secs_f64());
-    assert!(!status.success());
     assert!(err.contains("node 1") && err.contains(&node1), "{err}");
     let (ck, step) = tilt_trainer::train::resume_from(&out).unwrap();
     assert!(step >= 5, "{}", ck.display());
@@ -276,10 +297,8 @@ fn two_nodes_on_loopback_equal_one_peer_and_a_killed_node_is_named() {
     // The same coordinator takes a new run after the failed one.
     let short = config(dir.path(), r#"kind = "gdc_pp""#, 4, "[proposal]\ninterval = 2");
     let out = dir.path().join("again");
-    let (mut n0, mut n1, _) = two_nodes(&at, &short, &out, &[]);
-    let (s0, s1) = (n0.0.wait().unwrap(), n1.0.wait().unwrap());
-    let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
-    assert!(s0.success() && s1.success(), "node 0: {e0}\nnode 1: {e1}");
+    let (n0, n1, _) = two_nodes(&at, &short, &out, &[]);
+    both_succeed(n0, n1);
     assert_eq!(batch_moments(&out), batch_moments(&single));
 }
 
@@ -324,25 +343,12 @@ fn a_stuck_node_stops_the_run_after_the_peer_timeout() {
     let out = dir.path().join("stuck");
     let (_c, at) = coordinator();
     let (mut n0, n1, _) = two_nodes(&at, &long, &out, &["--peer-timeout", "3"]);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while tilt_trainer::train::resume_from(&out).is_err() {
-        assert!(Instant::now() < deadline, "no checkpoint after 300 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_checkpoint(&out, &mut n0);
     // Node 1 stops answering but its process (and its sockets) stay up.
     let pid = n1.0.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(s) = n0.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(stopped.elapsed() < Duration::from_secs(60), "node 0 still runs 60 s later");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let err = stderr_of(&mut n0.0);
-    eprintln!("node 0 stopped {:.1} s after node 1 hung:\n{err}", stopped.elapsed().as_secs_f64());
-    assert!(!status.success());
+    let (err, waited) = fails_within_a_minute(&mut n0);
+    eprintln!("node 0 stopped {:.1} s after node 1 hung:\n{err}", waited.as_secs_f64());
     assert!(err.contains("waited 3 s") && err.contains("--resume"), "{err}");
     let _ = Command::new("kill").args(["-CONT", &pid]).status();
 }
@@ -356,14 +362,7 @@ fn two_nodes_of_two_devices_equal_one_peer_on_four_streams() {
     let single = train(&plan, "single", &topology(1, 4));
     let (_c, at) = coordinator();
     let out = dir.path().join("nodes");
-    let (mut n0, mut n1, _) = two_nodes(&at, &plan.config_file, &out, &["--devices", "2"]);
-    let (s0, s1) = (n0.0.wait().unwrap(), n1.0.wait().unwrap());
-    let (e0, e1) = (stderr_of(&mut n0.0), stderr_of(&mut n1.0));
-    assert!(s0.success() && s1.success(), "node 0: {e0}\nnode 1: {e1}");
-    let i = info(&out);
-    assert_eq!((i.peers, i.sample_streams), (4, 4));
-    assert_eq!(batch_moments(&out), batch_moments(&single), "the same samples");
-    let diff = max_rel_diff(&out, &single);
-    eprintln!("2 nodes × 2 devices vs 1 peer on 4 streams: max relative difference {diff:.2e}");
-    assert!(diff < 1e-4, "{diff}");
+    let (n0, n1, _) = two_nodes(&at, &plan.config_file, &out, &["--devices", "2"]);
+    both_succeed(n0, n1);
+    same_run(&out, &single, 4);
 }

@@ -95,16 +95,12 @@ impl Topology {
             bail!("{s} sample streams for a batch of {batch_size}: at most one stream per sample");
         }
         if self.nodes > 1 {
-            let missing: Vec<&str> = [
-                ("--coordinator", self.coordinator.is_none()),
-                ("--node-address", self.node_address.is_none()),
-            ]
-            .iter()
-            .filter(|(_, m)| *m)
-            .map(|(f, _)| *f)
-            .collect();
-            if !missing.is_empty() {
-                bail!("--nodes {} needs {}", self.nodes, missing.join(" and "));
+            for (flag, value) in
+                [("--coordinator", &self.coordinator), ("--node-address", &self.node_address)]
+            {
+                if value.is_none() {
+                    bail!("--nodes {} needs {flag}", self.nodes);
+                }
             }
         }
         Ok(())
@@ -263,16 +259,16 @@ impl Peer {
     /// Every peer's `value`, in peer order, on every peer. Values travel as MessagePack bytes,
     /// three per f32 (integers below 2^24 are exact in f32 and every other peer adds zeros),
     /// so f64s, infinities and NaNs arrive bit for bit.
-    pub fn gather<B: Backend, T: Serialize + DeserializeOwned + Clone>(
+    pub fn gather<B: Backend, T: Serialize + DeserializeOwned>(
         &self,
         device: &B::Device,
-        value: &T,
+        value: T,
         what: &str,
     ) -> Result<Vec<T>> {
         if !self.is_parallel() {
-            return Ok(vec![value.clone()]);
+            return Ok(vec![value]);
         }
-        let bytes = rmp_serde::to_vec(value).with_context(|| format!("encoding {what}"))?;
+        let bytes = rmp_serde::to_vec(&value).with_context(|| format!("encoding {what}"))?;
         let mut lens = vec![0f32; 2 * self.count];
         lens[2 * self.index] = (bytes.len() & 0xff_ffff) as f32;
         lens[2 * self.index + 1] = (bytes.len() >> 24) as f32;
@@ -308,7 +304,7 @@ impl Peer {
 
     /// Whether any peer's `flag` is set (every peer gets the same answer).
     pub fn any<B: Backend>(&self, device: &B::Device, flag: bool, what: &str) -> Result<bool> {
-        Ok(self.gather::<B, bool>(device, &flag, what)?.into_iter().any(|f| f))
+        Ok(self.gather::<B, bool>(device, flag, what)?.into_iter().any(|f| f))
     }
 
     /// Sums each gradient of `model` over all peers, parameter by parameter in the module's
@@ -381,7 +377,7 @@ impl Peer {
         model: &M,
     ) -> Result<String> {
         let mine = fingerprint(model);
-        let all = self.gather::<B, String>(device, &mine, "the weight check")?;
+        let all = self.gather::<B, String>(device, mine.clone(), "the weight check")?;
         if let Some((k, other)) = all.iter().enumerate().find(|(_, f)| **f != mine) {
             bail!(
                 "the peers' weights differ: peer {} has {mine}, peer {k} has {other} (a \
@@ -478,7 +474,7 @@ pub fn join<B: Backend>(topology: &Topology, peer: &Peer, device: &B::Device) ->
         burn::collective::register::<B>(peer.id(), d, c)
     })?;
     let me = (topology.node_rank, topology.node_address.clone().unwrap_or_default());
-    let roster = peer.gather::<B, (u32, String)>(device, &me, "the roster")?;
+    let roster = peer.gather::<B, (u32, String)>(device, me, "the roster")?;
     if let Some(w) = &peer.watchdog {
         w.set_roster(roster);
     }

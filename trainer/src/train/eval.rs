@@ -46,7 +46,7 @@ impl<B: AutodiffBackend> Run<B> {
         let pi = self.policy.valid();
         let r = self.draw_eval(&sampler, &pi, n)?;
         let mine = PolicySamples::score(&r, &self.base, &self.target, &self.inner_device())?;
-        let all = PolicySamples::concat(self.gather(&mine, "the evaluation samples")?);
+        let all = PolicySamples::concat(self.gather(mine, "the evaluation samples")?);
         all.metrics(&self.plan.eval, record)?;
         self.log_samples(&all.texts)
     }
@@ -81,14 +81,13 @@ impl<B: AutodiffBackend> Run<B> {
             r.log_sampler.clone()
         };
         let mine = ([log_p, r.log_sampler.clone(), log_pi], scores);
-        let all = self.gather(&mine, "the importance samples")?;
+        let all = self.gather(mine, "the importance samples")?;
         let ([log_p, log_q, log_pi], scores) = super::concat_scored(all);
-        let log_q = &log_q;
         if self.proposal.is_some() {
             record.moments_q = scores.means();
         }
-        let batch = estimate_log_z(&log_weights(&log_p, log_q)?)?;
-        self.z.push(&log_p, log_q)?;
+        let batch = estimate_log_z(&log_weights(&log_p, &log_q)?)?;
+        self.z.push(&log_p, &log_q)?;
         record.ess = Some(batch.ess);
         let Some(log_z) = self.z.log_z() else {
             log::warn!("no sample with P > 0 yet: Z and the divergences from p are unknown");
@@ -98,11 +97,11 @@ impl<B: AutodiffBackend> Run<B> {
         record.z = finite(z.z());
         record.z_stderr = finite(z.se_z());
         let known = LogZ::Known(log_z);
-        record.kl_p_pi = finite(kl_target_model(&log_p, log_q, &log_pi, known)?.value);
-        record.tvd_p_pi = finite(tvd_target_model(&log_p, log_q, &log_pi, known)?.value);
+        record.kl_p_pi = finite(kl_target_model(&log_p, &log_q, &log_pi, known)?.value);
+        record.tvd_p_pi = finite(tvd_target_model(&log_p, &log_q, &log_pi, known)?.value);
         if self.proposal.is_some() {
-            record.kl_p_q = finite(kl_target_model(&log_p, log_q, log_q, known)?.value);
-            record.tvd_p_q = finite(tvd_target_model(&log_p, log_q, log_q, known)?.value);
+            record.kl_p_q = finite(kl_target_model(&log_p, &log_q, &log_q, known)?.value);
+            record.tvd_p_q = finite(tvd_target_model(&log_p, &log_q, &log_q, known)?.value);
         }
         record.extra.insert("log_z".into(), log_z.into());
         record.extra.insert("proposals".into(), (self.z.proposals() as u64).into());

@@ -235,9 +235,9 @@ impl<B: AutodiffBackend> Run<B> {
     }
 
     /// Every peer's `value`, in peer order (just `value` in a single-peer run).
-    fn gather<T>(&self, value: &T, what: &str) -> Result<Vec<T>>
+    fn gather<T>(&self, value: T, what: &str) -> Result<Vec<T>>
     where
-        T: serde::Serialize + serde::de::DeserializeOwned + Clone,
+        T: serde::Serialize + serde::de::DeserializeOwned,
     {
         self.peer.gather::<B::InnerBackend, T>(&self.inner_device(), value, what)
     }
@@ -274,7 +274,7 @@ impl<B: AutodiffBackend> Run<B> {
         let scores = self.target.score(&r.samples())?;
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
         let mine = ([r.log_sampler.clone(), r.log_model.clone()], scores);
-        let ([log_q, log_a], scores) = concat_scored(self.gather(&mine, "the λ-fit samples")?);
+        let ([log_q, log_a], scores) = concat_scored(self.gather(mine, "the λ-fit samples")?);
         {
             let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
             log::info!(
@@ -313,7 +313,7 @@ impl<B: AutodiffBackend> Run<B> {
         let log_p = self.target.log_target(&log_a, &scores)?;
         let log_pi = rollout::log_probs(&self.policy.valid(), &r, &inner)?;
         let mine = [log_p, r.log_sampler.clone(), log_pi];
-        let [log_p, log_q, log_pi] = concat_columns(self.gather(&mine, "the proposal check")?);
+        let [log_p, log_q, log_pi] = concat_columns(self.gather(mine, "the proposal check")?);
         self.z.push(&log_p, &log_q)?;
         let Some(log_z) = self.z.log_z() else { return Ok(Some(false)) };
         let decision = rule.decide(&log_p, &log_q, &log_pi, log_z)?;
@@ -458,11 +458,8 @@ pub fn run_parallel<B: AutodiffBackend>(
         devices.len(),
         topology.devices
     );
-    if topology.peers() == 1 && topology.streams() == 1 {
-        return run::<B>(plan, devices[0].clone(), options);
-    }
     if topology.peers() == 1 {
-        // One peer drawing several streams (the same samples as a run on more peers).
+        // One peer, drawing one or several streams (the samples of a run on more peers).
         let peer = Peer::single_with_streams(topology.streams());
         return run_peer::<B>(plan, devices[0].clone(), options, peer);
     }

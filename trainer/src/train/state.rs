@@ -62,7 +62,7 @@ impl<B: AutodiffBackend> Run<B> {
     /// Writes `checkpoints/step-N/` and prunes old ones (the writing peer; the others hand it
     /// their RNG states).
     pub(super) fn save_checkpoint(&mut self) -> Result<()> {
-        let rng = self.gather(&self.rng_states(), "the RNG states")?.concat();
+        let rng = self.gather(self.rng_states(), "the RNG states")?.concat();
         if !self.peer.is_writer() {
             return Ok(());
         }

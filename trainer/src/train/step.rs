@@ -177,7 +177,7 @@ impl<B: AutodiffBackend> Run<B> {
     /// computes every host score once, and gathers the whole batch's host values.
     fn sample_and_score(&mut self) -> Result<Scored> {
         let n = self.plan.batch_size as usize;
-        let offset = self.peer.rows_of(n).1;
+        let (rows, offset) = self.peer.rows_of(n);
         let sampler_model = match &self.proposal {
             Some(q) => q.clone(),
             None => self.policy.valid(),
@@ -186,7 +186,7 @@ impl<B: AutodiffBackend> Run<B> {
         let rollout = rollout::draw_streams(
             &self.sampler,
             &sampler_model,
-            &self.peer.rows_of(n).0,
+            &rows,
             &self.tokenizer,
             &mut self.rngs,
         )?;
@@ -229,7 +229,7 @@ impl<B: AutodiffBackend> Run<B> {
             generated_mask: rollout.generated_mask.clone(),
             steps: rollout.steps(),
         };
-        let host = HostScores::concat(self.gather(&mine, "the batch's scores")?);
+        let host = HostScores::concat(self.gather(mine, "the batch's scores")?);
         Ok(Scored { rollout, host, offset })
     }
 
@@ -351,13 +351,13 @@ impl<B: AutodiffBackend> Run<B> {
                 let (old, _) =
                     s.host.tokens.as_ref().context("per-token KL-control without tokens")?;
                 let new = rollout::token_log_probs(&pi, &s.rollout, &inner)?;
-                let new: Vec<f64> = self.gather(&new, "the PPO ratios")?.concat();
+                let new: Vec<f64> = self.gather(new, "the PPO ratios")?.concat();
                 let w = g.iter().zip(new.iter().zip(old)).map(|(&a, (&n, &o))| weight(n, o, a));
                 out.token_advantages = Some(w.collect());
             }
             None => {
                 let new = rollout::log_probs(&pi, &s.rollout, &inner)?;
-                let new: Vec<f64> = self.gather(&new, "the PPO ratios")?.concat();
+                let new: Vec<f64> = self.gather(new, "the PPO ratios")?.concat();
                 let old = &s.host.log_q;
                 let w = (0..new.len()).map(|i| weight(new[i], old[i], first.advantages[i]));
                 out.advantages = w.collect();
@@ -399,7 +399,7 @@ impl<B: AutodiffBackend> Run<B> {
                 sum,
                 "the gradient-variance sums",
             )?;
-            let parts = self.gather(&(sum_sq_norm, n), "the gradient-variance counts")?;
+            let parts = self.gather((sum_sq_norm, n), "the gradient-variance counts")?;
             let (sq, n) = parts.iter().fold((0.0, 0), |(a, b), (x, y)| (a + x, b + y));
             let sum = sum.into_iter().map(f64::from).collect();
             acc = tilt_estimators::GradientVarianceAccumulator::from_parts(sum, sq, n);
