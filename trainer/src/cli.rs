@@ -53,6 +53,9 @@ pub enum Command {
     /// Pretrain a small causal LM from text files (this builds the demo base model).
     Pretrain(PretrainArgs),
     /// Download a GPT-2 model by id from the Hugging Face hub (cargo feature `hub`).
+    ///
+    /// Files go to the Hugging Face cache shared with Python (`$HF_HOME/hub`, default
+    /// `~/.cache/huggingface/hub`) and are fetched only once; `HF_ENDPOINT` names a mirror.
     Download(DownloadArgs),
     /// Run the coordinator that the nodes of a multi-node `tilt train` meet at.
     Coordinator(CoordinatorArgs),
