@@ -30,6 +30,7 @@ pub struct TokenScores<B: Backend> {
     pub(crate) mask: Vec<bool>,
     pub(crate) log_a: Option<Vec<f64>>,
     pub(crate) log_pi_old: Option<Vec<f64>>,
+    pub(crate) values: Option<Vec<f64>>,
     pub(crate) dims: [usize; 2],
 }
 
@@ -192,8 +193,15 @@ impl<B: Backend> ScoredBatch<B> {
         check_len("token log_pi rows", self.len(), dims[0])?;
         check_len("token mask", dims[0] * dims[1], mask.len())?;
         let log_pi_host = host_values(&log_pi);
-        self.tokens =
-            Some(TokenScores { log_pi, log_pi_host, mask, log_a: None, log_pi_old: None, dims });
+        self.tokens = Some(TokenScores {
+            log_pi,
+            log_pi_host,
+            mask,
+            log_a: None,
+            log_pi_old: None,
+            values: None,
+            dims,
+        });
         Ok(self)
     }
 
@@ -218,6 +226,19 @@ impl<B: Backend> ScoredBatch<B> {
         })?;
         check_len("token log_pi_old", tokens.dims[0] * tokens.dims[1], log_pi_old.len())?;
         tokens.log_pi_old = Some(log_pi_old);
+        Ok(self)
+    }
+
+    /// Sets the critic's values `V_t` at sampling time (row-major `[n, T]`, `V_t` of the prefix
+    /// before token t), for KL-control with a critic; after
+    /// [`with_token_log_pi`](Self::with_token_log_pi).
+    pub fn with_token_values(mut self, values: Vec<f64>) -> Result<Self> {
+        let tokens = self.tokens.as_mut().ok_or(Error::MissingInput {
+            estimator: "ScoredBatch::with_token_values",
+            input: "token log_pi",
+        })?;
+        check_len("token values", tokens.dims[0] * tokens.dims[1], values.len())?;
+        tokens.values = Some(values);
         Ok(self)
     }
 

@@ -87,6 +87,6 @@ impl<B: Backend> Estimator<B> for Cdpg {
         }
         stats.contexts_skipped = Some(skipped_contexts);
         stats.loss = host;
-        Ok(EstimatorOutput { loss, advantages, token_advantages: None, stats })
+        Ok(EstimatorOutput { loss, advantages, token_advantages: None, value_targets: None, stats })
     }
 }

@@ -144,6 +144,6 @@ impl<B: Backend> Estimator<B> for Dpg {
         }
         stats.log_z = log_z;
         stats.loss = host;
-        Ok(EstimatorOutput { loss, advantages, token_advantages: None, stats })
+        Ok(EstimatorOutput { loss, advantages, token_advantages: None, value_targets: None, stats })
     }
 }

@@ -19,6 +19,10 @@ pub struct EstimatorOutput<B: Backend> {
     /// `[n, T]`, 0 at masked positions and skipped rows; the loss is
     /// `−(1/m) Σ_i Σ_t G_{i,t} log π_t(x_i)`.
     pub token_advantages: Option<Vec<f64>>,
+    /// KL-control with a critic only: the value function's regression targets; the trainer
+    /// adds [`ValueTargets::loss`](crate::ValueTargets::loss) of its differentiable values to
+    /// `loss`, which holds only the policy term (`stats.loss` holds both).
+    pub value_targets: Option<crate::ValueTargets>,
     /// Per-step statistics.
     pub stats: StepStats,
 }

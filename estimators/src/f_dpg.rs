@@ -98,7 +98,7 @@ impl<B: Backend, F: FDivergence> Estimator<B> for FDpg<F> {
         stats.log_z = Some(log_z);
         stats.pseudo_reward = Some((r_sum / r_count.max(1) as f64, r_count));
         stats.loss = host;
-        Ok(EstimatorOutput { loss, advantages, token_advantages: None, stats })
+        Ok(EstimatorOutput { loss, advantages, token_advantages: None, value_targets: None, stats })
     }
 
     /// Adds the step's pseudo-rewards to the moving-average baseline.

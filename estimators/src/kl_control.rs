@@ -4,6 +4,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 use crate::batch::{Rule, Validity, require};
+use crate::critic::{Critic, ValueTargets, gae, whiten};
 use crate::loss::{clipped_loss, score_function_loss};
 use crate::{
     AdaptiveKlController, Error, Estimator, EstimatorOutput, Result, ScoredBatch, StepStats,
@@ -56,7 +57,12 @@ pub enum KlPenalty {
 /// `−(1/m) Σ min(ρA, clip(ρ, 1−ε, 1+ε) A)`, `ρ = π/π_old` (per sequence or per token), for
 /// several epochs over one batch; advantages and the KL penalty are then computed from
 /// `log π_old` (frozen at sampling time). At `π = π_old` its gradient equals the unclipped one.
-/// There is no value function: this is REINFORCE-style KL-control, not full PPO with GAE.
+/// Without a critic the per-token weights are the returns-to-go (REINFORCE-style KL-control).
+/// With one ([`with_critic`](Self::with_critic); per-token penalty only) this is Ziegler's
+/// PPO as gdc and trl run it: the weights are GAE advantages from the sampling-time values
+/// (batch token `values`), whitened over the batch's tokens, the policy loss is a mean over
+/// tokens, and [`EstimatorOutput::value_targets`] carries the returns for the value loss
+/// (see [`Critic`]).
 ///
 /// Needs `reward`, and `log_a` (sequence) or token scores with `log_a` (per token).
 /// Source: METHODS §3; gdc `gdc/ppo.py`; trl `ppo_trainer.py` (per-token k1 penalty).
@@ -68,12 +74,19 @@ pub struct KlControl {
     pub penalty: KlPenalty,
     /// PPO clip range ε, if any.
     pub clip: Option<f64>,
+    /// A learned value function for GAE advantages (per-token penalty only).
+    pub critic: Option<Critic>,
 }
 
 impl KlControl {
     /// Sequence-level KL-control with a fixed β.
     pub fn fixed(beta: f64) -> Self {
-        Self { coefficient: KlCoefficient::Fixed(beta), penalty: KlPenalty::Sequence, clip: None }
+        Self {
+            coefficient: KlCoefficient::Fixed(beta),
+            penalty: KlPenalty::Sequence,
+            clip: None,
+            critic: None,
+        }
     }
 
     /// Sequence-level KL-control with Ziegler's adaptive β.
@@ -82,6 +95,7 @@ impl KlControl {
             coefficient: KlCoefficient::Adaptive(controller),
             penalty: KlPenalty::Sequence,
             clip: None,
+            critic: None,
         }
     }
 
@@ -93,6 +107,11 @@ impl KlControl {
     /// The same with PPO clipping at `epsilon`.
     pub fn with_clip(self, epsilon: f64) -> Self {
         Self { clip: Some(epsilon), ..self }
+    }
+
+    /// The same with a critic (needs the per-token penalty and batch token `values`).
+    pub fn with_critic(self, critic: Critic) -> Self {
+        Self { critic: Some(critic), ..self }
     }
 
     /// The current β.
@@ -117,6 +136,16 @@ impl KlControl {
                 value: e,
                 reason: "must be in (0, 1)",
             });
+        }
+        if let Some(critic) = &self.critic {
+            critic.check()?;
+            if self.penalty != KlPenalty::PerToken {
+                return Err(Error::InvalidConfig {
+                    name: "critic with the sequence penalty",
+                    value: critic.gae_lambda,
+                    reason: "a critic needs per-token rewards (KlPenalty::PerToken)",
+                });
+            }
         }
         Ok(beta)
     }
@@ -161,7 +190,7 @@ impl KlControl {
         };
         stats.beta = Some(beta);
         stats.kl_policy_base = Some(kl);
-        Ok(EstimatorOutput { loss, advantages, token_advantages: None, stats })
+        Ok(EstimatorOutput { loss, advantages, token_advantages: None, value_targets: None, stats })
     }
 
     fn token_loss<B: Backend>(
@@ -209,6 +238,18 @@ impl KlControl {
         let mut stats = StepStats::new(name, &advantages, &used);
         // Zero out everything not used (masked positions, skipped rows) before multiplying.
         let keep: Vec<bool> = (0..n * t).map(|k| mask[k] && v.is_used(k / t)).collect();
+        let mut value_targets = None;
+        if let Some(critic) = &self.critic {
+            let values = require(tokens.values.as_deref(), name, "token values")?;
+            v.check_per_token("token values", values, mask, t, Rule::Finite)?;
+            let (g_gae, targets) =
+                critic_weights(critic, reward, lp_old, log_a, values, &keep, [n, t], beta, m);
+            g = g_gae;
+            let (loss, ev) = targets.host_stats();
+            stats.value_loss = Some(loss);
+            stats.value_explained_variance = Some(ev);
+            value_targets = Some(targets);
+        }
         let drop_mask: Tensor<B, 2, Bool> = Tensor::from_data(
             TensorData::new(keep.iter().map(|k| !k).collect::<Vec<_>>(), [n, t]),
             &batch.device(),
@@ -242,8 +283,52 @@ impl KlControl {
         };
         stats.beta = Some(beta);
         stats.kl_policy_base = Some(kl);
-        Ok(EstimatorOutput { loss, advantages, token_advantages: Some(g), stats })
+        if let (Some(c), Some(v)) = (&self.critic, stats.value_loss) {
+            // The total, as gdc and trl report it: the value term at V = V_old.
+            stats.loss += c.value_coef * v;
+        }
+        Ok(EstimatorOutput { loss, advantages, token_advantages: Some(g), value_targets, stats })
     }
+}
+
+/// The critic's per-token weights and value targets: rewards `r_t = −β (log π_old − log a)_t`
+/// with the sequence reward added at the last kept token, GAE advantages whitened over the kept
+/// tokens, scaled by `m / N` (N kept tokens) so that the trainer's `−(1/m) Σ_t A_t log π_t` is
+/// the token mean `−(1/N) Σ_t Â_t log π_t` of gdc's and trl's PPO.
+#[allow(clippy::too_many_arguments)]
+fn critic_weights(
+    critic: &Critic,
+    reward: &[f64],
+    lp_old: &[f64],
+    log_a: &[f64],
+    values: &[f64],
+    keep: &[bool],
+    [n, t]: [usize; 2],
+    beta: f64,
+    m: f64,
+) -> (Vec<f64>, ValueTargets) {
+    let mut rewards = vec![0.0; n * t];
+    for (i, r) in reward.iter().enumerate().take(n) {
+        let row = i * t..(i + 1) * t;
+        for k in row.clone().filter(|&k| keep[k]) {
+            rewards[k] = -beta * (lp_old[k] - log_a[k]);
+        }
+        if let Some(last) = row.rev().find(|&k| keep[k]) {
+            rewards[last] += r;
+        }
+    }
+    let (adv, returns) = gae(&rewards, values, keep, [n, t], critic.gae_lambda);
+    let count = keep.iter().filter(|k| **k).count().max(1) as f64;
+    let g = whiten(&adv, keep).iter().map(|a| a * m / count).collect();
+    let targets = ValueTargets {
+        returns,
+        old: values.iter().zip(keep).map(|(v, k)| if *k { *v } else { 0.0 }).collect(),
+        keep: keep.to_vec(),
+        dims: [n, t],
+        weight: critic.value_coef / count,
+        clip: critic.value_clip,
+    };
+    (g, targets)
 }
 
 impl<B: Backend> Estimator<B> for KlControl {

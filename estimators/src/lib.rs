@@ -47,6 +47,7 @@
 mod adaptive_kl;
 mod batch;
 mod cdpg;
+mod critic;
 mod dpg;
 mod error;
 mod estimator;
@@ -65,6 +66,7 @@ pub use crate::{
     adaptive_kl::AdaptiveKlController,
     batch::{InvalidSamples, ScoredBatch, TokenScores},
     cdpg::Cdpg,
+    critic::{Critic, ValueTargets, gae, whiten},
     dpg::{Dpg, DpgVariant},
     error::{Error, Result},
     estimator::{Estimator, EstimatorOutput},

@@ -77,6 +77,6 @@ impl<B: Backend> Estimator<B> for Reinforce {
         let (loss, host) = score_function_loss(batch, &advantages, &v);
         let used: Vec<bool> = v.skip.iter().map(|s| !s).collect();
         let stats = StepStats { loss: host, ..StepStats::new(name, &advantages, &used) };
-        Ok(EstimatorOutput { loss, advantages, token_advantages: None, stats })
+        Ok(EstimatorOutput { loss, advantages, token_advantages: None, value_targets: None, stats })
     }
 }

@@ -42,9 +42,15 @@ pub struct StepStats {
     pub pseudo_reward: Option<(f64, usize)>,
     /// Fraction of ratios outside `[1 − ε, 1 + ε]` (PPO clipping).
     pub clipped_fraction: Option<f64>,
+    /// KL-control with a critic: the value loss `mean_t ½ (V_old − R_t)²` at the sampling-time
+    /// values (without the coefficient).
+    pub value_loss: Option<f64>,
+    /// KL-control with a critic: `1 − Var(R − V_old) / Var(R)` over the batch's tokens.
+    pub value_explained_variance: Option<f64>,
     /// Number of contexts skipped because their Z estimate was 0 (CDPG).
     pub contexts_skipped: Option<usize>,
-    /// The loss value `−mean_i A_i log π(x_i)` (or the clipped surrogate), from host values.
+    /// The loss value `−mean_i A_i log π(x_i)` (or the clipped surrogate), from host values;
+    /// with a critic, plus `value_coef · value_loss`.
     pub loss: f64,
 }
 

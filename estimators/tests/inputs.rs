@@ -205,3 +205,61 @@ fn per_token_kl_control_ignores_masked_positions() {
     let g: Vec<f32> = tok.grad(&out.loss.backward()).unwrap().into_data().to_vec().unwrap();
     assert_eq!(g, vec![-0.5, -0.625, 0.0, 0.0, -1.0, -1.125]);
 }
+
+#[test]
+fn kl_control_with_a_critic_uses_whitened_gae_and_returns_value_targets() {
+    let _serial = serial();
+    use burn::tensor::TensorData;
+    use tilt_estimators::{Critic, KlPenalty, whiten};
+    let device = Default::default();
+    let nan = f64::NAN;
+    let tok = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![-1.0, -2.0, nan, 0.0, -0.5, -1.5], [2, 3]),
+        &device,
+    )
+    .require_grad();
+    let keep = vec![true, true, false, false, true, true];
+    let base = || {
+        ScoredBatch::new(Tensor::<B, 1>::from_floats([-3.0, -2.0], &device))
+            .unwrap()
+            .with_reward(vec![1.0, 2.0])
+            .unwrap()
+            .with_token_log_pi(tok.clone(), keep.clone())
+            .unwrap()
+            .with_token_log_a(vec![-1.5, -1.5, nan, nan, -1.0, -1.0])
+            .unwrap()
+    };
+    let critic = Critic { gae_lambda: 0.5, value_coef: 0.1, value_clip: Some(0.2) };
+    let kl = KlControl::fixed(0.5).with_penalty(KlPenalty::PerToken).with_critic(critic);
+    let bt = base().with_token_values(vec![0.5, 1.0, nan, nan, 0.2, 1.5]).unwrap();
+    let out = kl.loss(&bt).unwrap();
+    // Rewards −β(log π − log a), the sequence reward on the last token: row 0 (−0.25, 1.25),
+    // row 1 (−0.25, 2.25). GAE with λ = 0.5 by hand: row 0 A = (0.375, 0.25), R = (0.875,
+    // 1.25); row 1 A = (1.425, 0.75), R = (1.625, 2.25).
+    let targets = out.value_targets.as_ref().unwrap();
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+    assert!(close(&targets.returns, &[0.875, 1.25, 0.0, 0.0, 1.625, 2.25]), "{targets:?}");
+    assert_eq!(targets.keep, keep);
+    assert!((targets.weight - 0.1 / 4.0).abs() < 1e-15);
+    // Token weights: whitened A, scaled by m/N = 2/4.
+    let white = whiten(&[0.375, 0.25, 0.0, 0.0, 1.425, 0.75], &keep);
+    let g = out.token_advantages.as_deref().unwrap();
+    assert!(close(g, &white.iter().map(|w| w * 0.5).collect::<Vec<_>>()), "{g:?}");
+    // The sequence advantages stay the total returns; stats carry the value loss.
+    assert_eq!(out.advantages, vec![1.0, 2.0]);
+    let expected = 0.5 * [0.375f64, 0.25, 1.425, 0.75].iter().map(|a| a * a).sum::<f64>() / 4.0;
+    assert!((out.stats.value_loss.unwrap() - expected).abs() < 1e-12);
+    // The policy loss is the token mean −(1/N) Σ Â_t log π_t.
+    let grad: Vec<f32> = tok.grad(&out.loss.backward()).unwrap().into_data().to_vec().unwrap();
+    for k in 0..6 {
+        assert!((f64::from(grad[k]) + white[k] / 4.0).abs() < 1e-6, "{grad:?}");
+    }
+    // Missing values, or a critic on the sequence penalty, are errors.
+    assert!(matches!(kl.loss(&base()), Err(Error::MissingInput { .. })));
+    let seq = KlControl::fixed(0.5).with_critic(critic);
+    assert!(matches!(seq.loss(&bt), Err(Error::InvalidConfig { .. })));
+    let bad = KlControl::fixed(0.5)
+        .with_penalty(KlPenalty::PerToken)
+        .with_critic(Critic { gae_lambda: 1.5, ..critic });
+    assert!(matches!(bad.loss(&bt), Err(Error::InvalidConfig { name: "gae_lambda", .. })));
+}

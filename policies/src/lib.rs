@@ -8,6 +8,7 @@
 //!   KV-cached sampler, returning log-probs under both the warped and the unmodified model.
 //! - [`checkpoint`]: Hugging Face directories in and out; [`Gpt2Tokenizer`]: GPT-2's BPE.
 //! - [`Policy`]: the trait the estimators use.
+//! - [`ValueHead`]: a critic on the final hidden states (KL-control with PPO and GAE).
 //!
 //! # Example
 //! ```
@@ -37,6 +38,7 @@ mod policy;
 mod sampler;
 mod scoring;
 mod tokenizer;
+mod value;
 mod warp;
 
 pub use attention::Attention;
@@ -48,4 +50,5 @@ pub use policy::Policy;
 pub use sampler::{Samples, SamplingConfig, StopMode};
 pub use scoring::SequenceBatch;
 pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
+pub use value::ValueHead;
 pub use warp::Warper;

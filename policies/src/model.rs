@@ -14,7 +14,7 @@ use crate::cache::{KvCache, LayerCache};
 use crate::config::Gpt2Config;
 
 /// Standard deviation of GPT-2's weight initialisation (`initializer_range`).
-const INIT_STD: f64 = 0.02;
+pub(crate) const INIT_STD: f64 = 0.02;
 
 /// Additive attention bias for a forbidden (future or padding) key. Finite rather than
 /// -inf so that a query with no visible key (a left-padding position) gets a uniform

@@ -144,16 +144,26 @@ impl<B: Backend> Gpt2<B> {
     /// - output: `[batch, seq]`, aligned with `input_ids`; 0 where `score_mask` is false
     ///   (always at position 0).
     pub fn token_log_probs(&self, batch: &SequenceBatch<B>) -> Tensor<B, 2> {
+        self.token_log_probs_and_hidden(batch).0
+    }
+
+    /// [`Gpt2::token_log_probs`] and the final hidden states `[batch, seq, n_embd]` of the same
+    /// forward pass (for a [`ValueHead`](crate::ValueHead)).
+    pub fn token_log_probs_and_hidden(
+        &self,
+        batch: &SequenceBatch<B>,
+    ) -> (Tensor<B, 2>, Tensor<B, 3>) {
         let [b, seq] = batch.dims();
         let device = batch.input_ids.device();
-        if seq < 2 {
-            return Tensor::zeros([b, seq], &device);
-        }
         let hidden =
             self.forward_hidden(batch.input_ids.clone(), Some(batch.attention_mask.clone()), None);
+        if seq < 2 {
+            return (Tensor::zeros([b, seq], &device), hidden);
+        }
         let d = hidden.dims()[2];
         // Position t - 1 predicts token t.
-        let logits = self.lm_head(hidden.slice([0..b, 0..seq - 1, 0..d])).cast(FloatDType::F32);
+        let logits =
+            self.lm_head(hidden.clone().slice([0..b, 0..seq - 1, 0..d])).cast(FloatDType::F32);
         let targets = batch.input_ids.clone().slice([0..b, 1..seq]);
         let picked = logits.clone().gather(2, targets.unsqueeze_dim(2)).squeeze_dim::<2>(2);
         // Log-sum-exp with the max taken out; the max is a constant for the gradient.
@@ -162,7 +172,7 @@ impl<B: Backend> Gpt2<B> {
         let lp = picked - lse.squeeze_dim::<2>(2);
         let scored = batch.score_mask.clone().slice([0..b, 1..seq]);
         let lp = lp.mask_fill(scored.bool_not(), 0.0);
-        Tensor::cat(vec![Tensor::zeros([b, 1], &device), lp], 1)
+        (Tensor::cat(vec![Tensor::zeros([b, 1], &device), lp], 1), hidden)
     }
 
     /// Sequence log-probabilities: the sum of [`Gpt2::token_log_probs`] over scored positions.

@@ -49,6 +49,8 @@ pub struct Ppo {
     pub clip: f64,
     /// Epochs per batch.
     pub epochs: u32,
+    /// A value head and GAE advantages (Ziegler's PPO), or rewards-to-go when `None`.
+    pub critic: Option<tilt_estimators::Critic>,
 }
 
 /// The estimator with exactly the options that apply to it.
@@ -112,6 +114,14 @@ impl Estimator {
     /// reward.
     pub fn is_distribution_matching(&self) -> bool {
         !matches!(self, Estimator::Reinforce { .. } | Estimator::KlControl { .. })
+    }
+
+    /// KL-control's critic, when it has one.
+    pub fn critic(&self) -> Option<tilt_estimators::Critic> {
+        match self {
+            Estimator::KlControl { ppo: Some(Ppo { critic, .. }), .. } => *critic,
+            _ => None,
+        }
     }
 }
 
@@ -779,8 +789,10 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
         c.not_here("estimator.ppo", &e.ppo, &why);
         c.not_here("estimator.ppo_clip", &e.ppo_clip, &why);
         c.not_here("estimator.ppo_epochs", &e.ppo_epochs, &why);
+        c.not_here("estimator.critic", &e.critic, &why);
         c.not_here("estimator.gae_lambda", &e.gae_lambda, &why);
         c.not_here("estimator.value_coef", &e.value_coef, &why);
+        c.not_here("estimator.value_clip", &e.value_clip, &why);
     }
     if matches!(e.kind, EstimatorKind::KlControl | EstimatorKind::Gdc | EstimatorKind::GdcPp) {
         c.not_here("estimator.baseline", &e.baseline, &why);
@@ -829,26 +841,27 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
                     Beta::Adaptive { init, target, horizon }
                 }
             };
+            let penalty = e.kl_penalty.unwrap_or(KlPenalty::PerToken);
             let ppo = if e.ppo.unwrap_or(true) {
-                let ppo =
-                    Ppo { clip: e.ppo_clip.unwrap_or(0.2), epochs: e.ppo_epochs.unwrap_or(1) };
+                let ppo = Ppo {
+                    clip: e.ppo_clip.unwrap_or(0.2),
+                    epochs: e.ppo_epochs.unwrap_or(1),
+                    critic: critic(c, e, penalty),
+                };
                 c.positive("estimator.ppo_clip", ppo.clip);
                 c.at_least_one("estimator.ppo_epochs", u64::from(ppo.epochs));
-                let no_value_head = "by tilt's KL-control, which has no value head (its \
-                                     per-token advantages are rewards-to-go, γ = 1, without a \
-                                     learned baseline)";
-                c.not_here("estimator.gae_lambda", &e.gae_lambda, no_value_head);
-                c.not_here("estimator.value_coef", &e.value_coef, no_value_head);
                 Some(ppo)
             } else {
-                let why = "with ppo = false";
+                let why = "with ppo = false (the critic is part of KL-control's PPO)";
                 c.not_here("estimator.ppo_clip", &e.ppo_clip, why);
                 c.not_here("estimator.ppo_epochs", &e.ppo_epochs, why);
+                c.not_here("estimator.critic", &e.critic, why);
                 c.not_here("estimator.gae_lambda", &e.gae_lambda, why);
                 c.not_here("estimator.value_coef", &e.value_coef, why);
+                c.not_here("estimator.value_clip", &e.value_clip, why);
                 None
             };
-            Estimator::KlControl { beta, penalty: e.kl_penalty.unwrap_or(KlPenalty::PerToken), ppo }
+            Estimator::KlControl { beta, penalty, ppo }
         }
         EstimatorKind::Dpg => {
             let baseline_z = match e.baseline {
@@ -998,4 +1011,41 @@ impl fmt::Display for Plan {
             }
         )
     }
+}
+
+/// KL-control's critic from `critic`, `gae_lambda`, `value_coef` and `value_clip` (gdc's and
+/// trl's defaults: 0.95, 0.1, 0.2); the three settings need `critic = true`.
+fn critic(
+    c: &mut Checker<'_>,
+    e: &crate::config::EstimatorConfig,
+    penalty: KlPenalty,
+) -> Option<tilt_estimators::Critic> {
+    if !e.critic.unwrap_or(false) {
+        let why = "without critic = true (KL-control then weighs tokens by their rewards-to-go, \
+                   with no value head)";
+        c.not_here("estimator.gae_lambda", &e.gae_lambda, why);
+        c.not_here("estimator.value_coef", &e.value_coef, why);
+        c.not_here("estimator.value_clip", &e.value_clip, why);
+        return None;
+    }
+    if penalty != KlPenalty::PerToken {
+        c.fail(
+            "estimator.critic",
+            "a critic needs per-token rewards: set kl_penalty = \"per_token\"",
+        );
+    }
+    let d = tilt_estimators::Critic::default();
+    let critic = tilt_estimators::Critic {
+        gae_lambda: e.gae_lambda.unwrap_or(d.gae_lambda),
+        value_coef: e.value_coef.unwrap_or(d.value_coef),
+        value_clip: e.value_clip.or(d.value_clip),
+    };
+    if !(0.0..=1.0).contains(&critic.gae_lambda) {
+        c.fail("estimator.gae_lambda", format!("must be in [0, 1], got {}", critic.gae_lambda));
+    }
+    c.non_negative("estimator.value_coef", critic.value_coef);
+    if let Some(v) = e.value_clip {
+        c.positive("estimator.value_clip", v);
+    }
+    Some(critic)
 }

@@ -114,10 +114,26 @@ fn lambda_is_fitted_only_for_distributional_targets() {
 }
 
 #[test]
-fn value_head_options_are_rejected() {
+fn critic_options_need_the_critic_and_the_per_token_penalty() {
     let text = with("[estimator]\nkind = \"kl_control\"\ngae_lambda = 0.95\n");
     let e = error(&text, "estimator.gae_lambda", line_of(&text, "gae_lambda"));
-    assert!(e.contains("no value head"), "{e}");
+    assert!(e.contains("without critic = true"), "{e}");
+    let text =
+        with("[estimator]\nkind = \"kl_control\"\ncritic = true\nkl_penalty = \"sequence\"\n");
+    let e = error(&text, "estimator.critic", line_of(&text, "critic"));
+    assert!(e.contains("per_token"), "{e}");
+    let text = with("[estimator]\nkind = \"kl_control\"\nppo = false\ncritic = true\n");
+    error(&text, "estimator.critic", line_of(&text, "critic"));
+    let text = with("[estimator]\nkind = \"kl_control\"\ncritic = true\ngae_lambda = 1.5\n");
+    error(&text, "estimator.gae_lambda", line_of(&text, "gae_lambda"));
+    let text = with("[estimator]\nkind = \"kl_control\"\ncritic = true\nvalue_clip = 0\n");
+    error(&text, "estimator.value_clip", line_of(&text, "value_clip"));
+    let text = with("[estimator]\nkind = \"gdc_pp\"\ncritic = true\n");
+    error(&text, "estimator.critic", line_of(&text, "critic"));
+    // The defaults are gdc's and trl's.
+    let text = with("[estimator]\nkind = \"kl_control\"\ncritic = true\n");
+    let p = plan(&text).unwrap();
+    assert_eq!(p.estimator.critic(), Some(tilt_estimators::Critic::default()));
 }
 
 #[test]
@@ -134,6 +150,9 @@ fn full_example_config_parses() {
         } => {
             assert_eq!((init, target, horizon), (0.1, 5.0, 5000));
             assert_eq!((ppo.clip, ppo.epochs), (0.3, 2));
+            let critic =
+                tilt_estimators::Critic { gae_lambda: 0.9, value_coef: 0.2, value_clip: Some(0.5) };
+            assert_eq!(ppo.critic, Some(critic));
         }
         other => panic!("unexpected estimator {other:?}"),
     }

@@ -83,8 +83,12 @@ fn peers_match_one_peer(peers: usize) {
     let dir = tempfile::tempdir().unwrap();
     tiny_base(dir.path());
     let plan = gdc_pp(dir.path(), 4);
-    let parallel = train(&plan, "parallel", &topology(peers, peers));
-    let single = train(&plan, "single", &topology(1, peers));
+    peers_match_one_peer_with(&plan, peers);
+}
+
+fn peers_match_one_peer_with(plan: &Plan, peers: usize) -> (PathBuf, PathBuf) {
+    let parallel = train(plan, "parallel", &topology(peers, peers));
+    let single = train(plan, "single", &topology(1, peers));
     let (p, s) = (info(&parallel), info(&single));
     assert_eq!((p.peers, p.sample_streams), (peers, peers));
     assert_eq!((s.peers, s.sample_streams), (1, peers));
@@ -97,11 +101,30 @@ fn peers_match_one_peer(peers: usize) {
     for (a, b) in p.lambda.iter().zip(&s.lambda) {
         assert!((a - b).abs() < 1e-9 * a.abs().max(1.0), "λ {a} vs {b}");
     }
+    (parallel, single)
 }
 
 #[test]
 fn two_peers_equal_one_peer_on_the_union_of_their_batches() {
     peers_match_one_peer(2);
+}
+
+#[test]
+fn kl_control_with_a_critic_on_two_peers_equals_one_peer() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let path = config(dir.path(), "kind = \"kl_control\"\ncritic = true\nppo_epochs = 2", 4, "");
+    let plan = Plan::load(&path, &Overrides::default()).unwrap();
+    let (parallel, single) = peers_match_one_peer_with(&plan, 2);
+    // The value heads stayed together: the last step's value loss (from the sampling-time
+    // values) agrees.
+    let value_loss = |dir: &Path| {
+        let records = read_metrics(&dir.join("metrics.jsonl")).unwrap();
+        records.last().unwrap().extra["train/value_loss"].as_f64().unwrap()
+    };
+    let (a, b) = (value_loss(&parallel), value_loss(&single));
+    assert!((a - b).abs() < 1e-4 * a.abs().max(1e-3), "value loss {a} vs {b}");
 }
 
 #[test]

@@ -191,6 +191,26 @@ fn kl_control_sequence_fixed_beta_runs() {
     );
 }
 
+#[test]
+fn kl_control_with_a_critic_runs_and_checkpoints_its_value_head() {
+    sane_run("kind = \"kl_control\"\ncritic = true\nppo_epochs = 2", "");
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let estimator = "kind = \"kl_control\"\ncritic = true\ngae_lambda = 0.9\nvalue_coef = 0.5";
+    let plan = plan(&config(dir.path(), estimator, 2, ""));
+    run::<B>(&plan, Default::default(), &RunOptions::default()).unwrap();
+    let records = read_metrics(&plan.output_dir.join("metrics.jsonl")).unwrap();
+    let last = &records.last().unwrap().extra;
+    let loss = last["train/value_loss"].as_f64().unwrap();
+    assert!(loss.is_finite() && loss >= 0.0, "{last:?}");
+    assert!(last["train/value_explained_variance"].as_f64().unwrap().is_finite());
+    let step = plan.checkpoints_dir().join("step-00000002");
+    for file in ["value_head.mpk", "value_optimizer.mpk", "policy.mpk"] {
+        assert!(step.join(file).is_file(), "{file}");
+    }
+}
+
 /// 10 steps straight and 5 + resume + 5 give bit-identical weights with `estimator`.
 fn resume_identity(estimator: &str, extra: &str) {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -230,6 +250,11 @@ fn resume_gives_identical_weights() {
 #[test]
 fn resume_restores_the_adaptive_kl_coefficient() {
     resume_identity("kind = \"kl_control\"\nkl_target = 0.01\nkl_horizon = 100", "");
+}
+
+#[test]
+fn resume_restores_the_value_head_and_its_optimizer() {
+    resume_identity("kind = \"kl_control\"\ncritic = true", "");
 }
 
 #[test]

@@ -292,13 +292,21 @@ pub struct EstimatorConfig {
     /// KL-control with PPO: optimisation epochs per batch (paper: 1).
     #[serde(default)]
     pub ppo_epochs: Option<u32>,
-    /// KL-control with PPO: GAE λ (paper: 0.95, with γ = 1). Rejected: tilt has no value head.
+    /// KL-control with PPO: learn a value head on π's final hidden states and use GAE
+    /// advantages, whitened, as Ziegler et al., gdc and trl do (paper: true; default false:
+    /// rewards-to-go without a learned baseline). Needs `kl_penalty = "per_token"`.
+    #[serde(default)]
+    pub critic: Option<bool>,
+    /// KL-control with a critic: GAE λ, with γ = 1 (paper: 0.95).
     #[serde(default)]
     pub gae_lambda: Option<f64>,
-    /// KL-control with PPO: the value-loss coefficient (paper: 0.1). Rejected: tilt has no value
-    /// head.
+    /// KL-control with a critic: the value loss's coefficient (paper: 0.1).
     #[serde(default)]
     pub value_coef: Option<f64>,
+    /// KL-control with a critic: clip the new values to `V_old ± value_clip` in the value loss
+    /// (gdc and trl: 0.2).
+    #[serde(default)]
+    pub value_clip: Option<f64>,
 }
 
 /// `[training]`: run length and batch sizes.

@@ -204,6 +204,8 @@ pub fn step_metrics(report: &super::step::StepReport) -> BTreeMap<String, serde_
     put("zero_target_fraction", s.zero_target_fraction);
     put("beta", s.beta);
     put("kl_policy_base", s.kl_policy_base);
+    put("value_loss", s.value_loss);
+    put("value_explained_variance", s.value_explained_variance);
     put("log_z", report.log_z);
     for (k, v) in &report.batch_moments {
         put(&format!("moment/{k}"), Some(*v));

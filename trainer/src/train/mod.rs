@@ -29,7 +29,7 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tilt_estimators::{Estimator, ProposalCriterion, ProposalUpdate};
-use tilt_policies::{Gpt2, Gpt2Tokenizer, checkpoint::load_hf_dir};
+use tilt_policies::{Gpt2, Gpt2Tokenizer, ValueHead, checkpoint::load_hf_dir};
 
 use self::rollout::Sampler;
 pub use self::state::resume_from;
@@ -111,6 +111,8 @@ pub(crate) struct Run<B: AutodiffBackend> {
     target: Target,
     estimator: Box<dyn Estimator<B>>,
     optimizer: OptimizerAdaptor<AdamW, Gpt2<B>, B>,
+    /// KL-control's value head (`estimator.critic = true`).
+    critic: Option<Critic<B>>,
     z: ZLog,
     /// This peer of the run (the only one unless the run is data-parallel).
     peer: Peer,
@@ -127,6 +129,18 @@ pub(crate) struct Run<B: AutodiffBackend> {
     started: Instant,
 }
 
+/// KL-control's value head on π's final hidden states, with an optimizer of its own (the same
+/// settings and learning rate as π's). The value loss's gradient also reaches π's body.
+pub(crate) struct Critic<B: AutodiffBackend> {
+    head: ValueHead<B>,
+    optimizer: OptimizerAdaptor<AdamW, ValueHead<B>, B>,
+}
+
+/// The value head's seed, from the run's: every peer builds the same head.
+fn value_head_seed(seed: u64) -> u64 {
+    seed ^ 0x7a1e_0c21_71c0
+}
+
 /// Training-sample stream `stream` of `seed` (stream 0 is the single-peer run's RNG).
 fn stream_rng(seed: u64, stream: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -139,7 +153,9 @@ fn eval_seed(seed: u64) -> u64 {
     seed ^ 0x5eed_e7a1
 }
 
-fn optimizer<B: AutodiffBackend>(plan: &Plan) -> OptimizerAdaptor<AdamW, Gpt2<B>, B> {
+fn optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(
+    plan: &Plan,
+) -> OptimizerAdaptor<AdamW, M, B> {
     let o = &plan.optimizer;
     // Adam is AdamW with zero decoupled weight decay (the update is then identical).
     AdamWConfig::new()
@@ -191,6 +207,15 @@ impl<B: AutodiffBackend> Run<B> {
         let sampler = Sampler::new(&plan.sampling, &tokenizer, SAMPLE_CHUNK)?;
         let target = Target::new(&plan)?;
         let estimator = build_estimator::<B>(&plan.estimator)?;
+        let critic = plan.estimator.critic().map(|_| Critic {
+            head: ValueHead::init_seeded(
+                policy.config().n_embd,
+                p,
+                &device,
+                value_head_seed(plan.seed),
+            ),
+            optimizer: optimizer::<B, ValueHead<B>>(&plan),
+        });
         let (metrics, samples_file) = match peer.is_writer() {
             true => {
                 let (m, f) = open_run_files(&plan, fresh)?;
@@ -202,7 +227,8 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(Self {
             rngs: peer.own_streams().map(|s| stream_rng(plan.seed, s)).collect(),
             eval_rngs: peer.own_streams().map(|s| stream_rng(eval_seed(plan.seed), s)).collect(),
-            optimizer: optimizer::<B>(&plan),
+            optimizer: optimizer::<B, Gpt2<B>>(&plan),
+            critic,
             plan,
             device,
             tokenizer,

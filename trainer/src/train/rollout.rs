@@ -5,7 +5,9 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use rand::RngCore;
 use tilt_constraints::Sample;
-use tilt_policies::{Gpt2, Gpt2Tokenizer, SamplingConfig, SequenceBatch, StopMode, Warper};
+use tilt_policies::{
+    Gpt2, Gpt2Tokenizer, SamplingConfig, SequenceBatch, StopMode, ValueHead, Warper,
+};
 
 use crate::plan::Sampling;
 
@@ -237,6 +239,31 @@ pub fn token_log_probs<B: Backend>(
         for r in 0..chunk.rows {
             let row = &values[r * width + chunk.prompt_len..(r + 1) * width];
             out.extend_from_slice(row);
+        }
+    }
+    Ok(out)
+}
+
+/// The value head's `V_t` of each generated token's prefix, on π's final hidden states,
+/// row-major `[n, steps]` aligned with [`Rollout::generated_mask`] (0 elsewhere).
+pub fn token_values<B: Backend>(
+    model: &Gpt2<B>,
+    head: &ValueHead<B>,
+    rollout: &Rollout,
+    device: &B::Device,
+) -> Result<Vec<f64>> {
+    let steps = rollout.steps();
+    let mut out = Vec::with_capacity(rollout.len() * steps);
+    for chunk in &rollout.chunks {
+        anyhow::ensure!(chunk.steps == steps, "per-token values need equal-length chunks");
+        let batch = chunk.batch::<B>(device)?;
+        let hidden =
+            model.forward_hidden(batch.input_ids.clone(), Some(batch.attention_mask.clone()), None);
+        let values = head.token_values(hidden, &batch);
+        let width = chunk.prompt_len + chunk.steps;
+        let values: Vec<f64> = values.into_data().iter::<f64>().collect();
+        for r in 0..chunk.rows {
+            out.extend_from_slice(&values[r * width + chunk.prompt_len..(r + 1) * width]);
         }
     }
     Ok(out)

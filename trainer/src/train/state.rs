@@ -1,4 +1,4 @@
-//! Checkpoints and resume: π, q and the optimizer state as burn records (parameter ids
+//! Checkpoints and resume: π, q, the value head and the optimizers' states as burn records (parameter ids
 //! included, so the optimizer's moments find their parameters again), the Z tracker, λ, the
 //! RNG states and the step, written atomically with the trainer's checkpoint helpers.
 
@@ -16,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use super::{METRICS_FILE, Run};
 use crate::checkpoint::{CheckpointWriter, RngState, TrainingState, prune, resolve};
 use crate::report::MetricsLog;
+use tilt_policies::{Gpt2, ValueHead};
 
 type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
@@ -77,6 +78,16 @@ impl<B: AutodiffBackend> Run<B> {
         }
         let opt = rec.record(self.optimizer.to_record(), ()).context("recording the optimizer")?;
         w.add_file("optimizer", "optimizer.mpk", &opt)?;
+        if let Some(critic) = &self.critic {
+            let head = rec
+                .record(critic.head.clone().into_record(), ())
+                .context("recording the value head")?;
+            w.add_file("value_head", "value_head.mpk", &head)?;
+            let opt = rec
+                .record(critic.optimizer.to_record(), ())
+                .context("recording the value head's optimizer")?;
+            w.add_file("value_optimizer", "value_optimizer.mpk", &opt)?;
+        }
         w.add_file("z_tracker", "z_tracker.bin", &self.z.to_bytes())?;
         let estimator: Vec<u8> =
             self.estimator.state().iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -116,7 +127,18 @@ impl<B: AutodiffBackend> Run<B> {
             self.proposal = Some(q.load_record(r));
         }
         let opt = rec.load(read("optimizer")?, &self.device).context("loading the optimizer")?;
-        self.optimizer = super::optimizer::<B>(&self.plan).load_record(opt);
+        self.optimizer = super::optimizer::<B, Gpt2<B>>(&self.plan).load_record(opt);
+        if let Some(critic) = self.critic.take() {
+            let head =
+                rec.load(read("value_head")?, &self.device).context("loading the value head")?;
+            let opt = rec
+                .load(read("value_optimizer")?, &self.device)
+                .context("loading the value head's optimizer")?;
+            self.critic = Some(super::Critic {
+                head: critic.head.load_record(head),
+                optimizer: super::optimizer::<B, ValueHead<B>>(&self.plan).load_record(opt),
+            });
+        }
         self.z = super::ztrack::ZLog::from_bytes(&read("z_tracker")?)?;
         let bytes = read("estimator")?;
         anyhow::ensure!(

@@ -13,13 +13,13 @@ use tilt_estimators::{
     JensenShannon, KlControl, Reinforce, ReverseKl, RewardBaseline, ScoredBatch, StepStats,
     TotalVariation,
 };
-use tilt_policies::{Gpt2, SequenceBatch};
+use tilt_policies::{Gpt2, SequenceBatch, ValueHead};
 
 use super::Run;
 use super::rollout::{self, Chunk, Rollout};
 use super::target::FeatureScores;
 use crate::config::{FDivergence, KlPenalty};
-use crate::plan::{Beta, Estimator as EstimatorPlan, ReinforceBaseline};
+use crate::plan::{Beta, Estimator as EstimatorPlan, Ppo, ReinforceBaseline};
 
 /// What a training step reports.
 #[derive(Debug, Clone)]
@@ -75,6 +75,9 @@ pub fn build_estimator<B: AutodiffBackend>(e: &EstimatorPlan) -> Result<Box<dyn 
                 KlPenalty::PerToken => tilt_estimators::KlPenalty::PerToken,
             });
             match ppo {
+                Some(Ppo { clip, critic: Some(c), .. }) => {
+                    Box::new(kl.with_clip(clip).with_critic(c))
+                }
                 Some(p) => Box::new(kl.with_clip(p.clip)),
                 None => Box::new(kl),
             }
@@ -128,6 +131,8 @@ struct HostScores {
     log_target: Vec<f64>,
     /// Per-token inputs of the per-token KL-control: (log π_t from the sampler, log a_t).
     tokens: Option<(Vec<f64>, Vec<f64>)>,
+    /// KL-control's critic: the value head's `V_t` at sampling time, `[n, steps]`.
+    values: Option<Vec<f64>>,
     /// Generated-token mask `[n, steps]`.
     generated_mask: Vec<bool>,
     /// Decoding steps.
@@ -151,6 +156,9 @@ impl HostScores {
                 let t = out.tokens.get_or_insert_with(Default::default);
                 t.0.extend(lp);
                 t.1.extend(la);
+            }
+            if let Some(v) = p.values {
+                out.values.get_or_insert_with(Vec::new).extend(v);
             }
         }
         out.scores = FeatureScores::concat(scores);
@@ -219,6 +227,15 @@ impl<B: AutodiffBackend> Run<B> {
         } else {
             None
         };
+        let values = match &self.critic {
+            Some(c) => Some(rollout::token_values(
+                &self.policy.valid(),
+                &c.head.valid(),
+                &rollout,
+                &inner,
+            )?),
+            None => None,
+        };
         let mine = HostScores {
             scores,
             log_a,
@@ -226,6 +243,7 @@ impl<B: AutodiffBackend> Run<B> {
             log_pi,
             log_target,
             tokens,
+            values,
             generated_mask: rollout.generated_mask.clone(),
             steps: rollout.steps(),
         };
@@ -258,6 +276,9 @@ impl<B: AutodiffBackend> Run<B> {
             batch = batch
                 .with_token_log_pi(tok, s.generated_mask.clone())?
                 .with_token_log_a(la.clone())?;
+            if let Some(v) = &s.values {
+                batch = batch.with_token_values(v.clone())?;
+            }
         }
         Ok(self.estimator.loss(&batch)?)
     }
@@ -304,26 +325,72 @@ impl<B: AutodiffBackend> Run<B> {
         value
     }
 
+    /// KL-control with a critic, on minibatch `mb` (rows `first ..` of the batch): the policy
+    /// term `−(1/m) Σ_i Σ_t A_it log π_t` and the value loss of the head's values, from one
+    /// forward pass of π (with dropout).
+    fn actor_critic_loss(
+        &self,
+        mb: &SequenceBatch<B>,
+        chunk: &Chunk,
+        first: usize,
+        out: &EstimatorOutput<B>,
+        head: &ValueHead<B>,
+        targets: &tilt_estimators::ValueTargets,
+    ) -> Result<Tensor<B, 1>> {
+        let m = out.stats.n_used.max(1) as f64;
+        let g = out.token_advantages.as_ref().context("a critic without token advantages")?;
+        let (rows, t, p) = (mb.dims()[0], chunk.steps, chunk.prompt_len);
+        let (lp, hidden) = self.policy.token_log_probs_and_hidden(mb);
+        let values = head.token_values(hidden, mb).slice([0..rows, p..p + t]);
+        let lp = lp.slice([0..rows, p..p + t]);
+        let w: Vec<f64> = g[first * t..(first + rows) * t].iter().map(|v| -v / m).collect();
+        let w: Tensor<B, 2> = Tensor::from_data(TensorData::new(w, [rows, t]), &self.device);
+        Ok((lp * w).sum() + targets.loss(values, first))
+    }
+
     /// Accumulates `∇ −(1/m) Σ_i A_i log π(x_i)` over forward minibatches, `log π` recomputed
     /// differentiably (with dropout) per minibatch; per-token advantages weight each token.
+    /// With a critic the value loss is added, and the value head's gradient is returned too.
     /// Each peer takes its own samples (`m` counts the whole batch), and the peers' sums are
     /// added: the result is the whole batch's gradient on every peer.
-    fn accumulate(&self, s: &Scored, out: &EstimatorOutput<B>) -> Result<GradientsParams> {
+    fn accumulate(
+        &self,
+        s: &Scored,
+        out: &EstimatorOutput<B>,
+    ) -> Result<(GradientsParams, Option<GradientsParams>)> {
         let m = out.stats.n_used.max(1) as f64;
         let mut acc = GradientsAccumulator::<Gpt2<B>>::new();
+        let mut head_acc = GradientsAccumulator::<ValueHead<B>>::new();
+        let critic = self.critic.as_ref().zip(out.value_targets.as_ref());
         let mut row = s.offset;
         for chunk in &s.rollout.chunks {
             let batch = chunk.batch::<B>(&self.device)?;
             for start in (0..chunk.rows).step_by(self.plan.minibatch_size as usize) {
                 let end = (start + self.plan.minibatch_size as usize).min(chunk.rows);
                 let mb = batch.rows(start, end);
-                let loss = self.weighted_log_prob(&mb, chunk, row + start, end - start, out, m);
-                let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
-                acc.accumulate(&self.policy, grads);
+                let grads = match critic {
+                    Some((c, targets)) => {
+                        let loss =
+                            self.actor_critic_loss(&mb, chunk, row + start, out, &c.head, targets)?;
+                        let mut grads = loss.backward();
+                        head_acc
+                            .accumulate(&c.head, GradientsParams::from_module(&mut grads, &c.head));
+                        grads
+                    }
+                    None => self
+                        .weighted_log_prob(&mb, chunk, row + start, end - start, out, m)
+                        .backward(),
+                };
+                acc.accumulate(&self.policy, GradientsParams::from_grads(grads, &self.policy));
             }
             row += chunk.rows;
         }
-        self.peer.all_reduce_grads(&self.policy, acc.grads())
+        let policy = self.peer.all_reduce_grads(&self.policy, acc.grads())?;
+        let head = match critic {
+            Some((c, _)) => Some(self.peer.all_reduce_grads(&c.head, head_acc.grads())?),
+            None => None,
+        };
+        Ok((policy, head))
     }
 
     /// A further PPO epoch over the batch (KL-control, `estimator.ppo_epochs` > 1): the
@@ -407,6 +474,15 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(acc.finish()?.trace)
     }
 
+    /// One optimizer update of π, and of the value head when it has gradients.
+    fn apply(&mut self, lr: f64, grads: GradientsParams, head_grads: Option<GradientsParams>) {
+        let policy = self.policy.clone();
+        self.policy = self.optimizer.step(lr, policy, grads);
+        if let (Some(c), Some(g)) = (self.critic.as_mut(), head_grads) {
+            c.head = c.optimizer.step(lr, c.head.clone(), g);
+        }
+    }
+
     /// One optimizer step (`self.step` counts completed steps; this is step `self.step + 1`).
     pub(super) fn train_step(&mut self) -> Result<StepReport> {
         // Dropout draws from burn's process-global RNG, whose state cannot be saved: reseeding
@@ -435,7 +511,7 @@ impl<B: AutodiffBackend> Run<B> {
             Some(k) if step.is_multiple_of(k) => Some(self.grad_variance(&s, &out)?),
             _ => None,
         };
-        let mut grads = self.accumulate(&s, &out)?;
+        let (mut grads, head_grads) = self.accumulate(&s, &out)?;
         let grad_norm = self.clip(&mut grads);
         log::debug!(
             "step {step}: sampling and scoring {:.2} s, gradient {:.2} s",
@@ -443,15 +519,13 @@ impl<B: AutodiffBackend> Run<B> {
             t1.elapsed().as_secs_f64()
         );
         let lr = self.plan.optimizer.lr * self.plan.schedule.factor(self.step);
-        let policy = self.policy.clone();
-        self.policy = self.optimizer.step(lr, policy, grads);
+        self.apply(lr, grads, head_grads);
         if let EstimatorPlan::KlControl { ppo: Some(ppo), .. } = self.plan.estimator {
             for _ in 1..ppo.epochs {
                 let again = self.ppo_epoch(&s, &out, ppo.clip)?;
-                let mut grads = self.accumulate(&s, &again)?;
+                let (mut grads, head_grads) = self.accumulate(&s, &again)?;
                 self.clip(&mut grads);
-                let policy = self.policy.clone();
-                self.policy = self.optimizer.step(lr, policy, grads);
+                self.apply(lr, grads, head_grads);
             }
         }
         self.estimator.update(&out.stats);
