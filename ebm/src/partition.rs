@@ -214,12 +214,86 @@ impl PooledZ {
     pub fn batches(&self) -> usize {
         self.batches
     }
+
+    /// The exact state as numbers, for checkpoints: `[n, batches, reference, mean, m2,
+    /// sum_sq]` (the counts are exact as f64 up to 2^53). [`from_state`](Self::from_state)
+    /// restores it bit for bit, in constant size however many weights were pushed.
+    pub fn to_state(&self) -> [f64; 6] {
+        let m = &self.moments;
+        [m.n as f64, self.batches as f64, m.reference, m.mean, m.m2, m.sum_sq]
+    }
+
+    /// The tracker [`to_state`](Self::to_state) described.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for a state no tracker can be in (a count that is not a
+    /// whole number, NaN, a negative or infinite sum, sums without a reference).
+    pub fn from_state(state: [f64; 6]) -> Result<Self> {
+        let [n, batches, reference, mean, m2, sum_sq] = state;
+        let bad = |name: &'static str, value: f64, reason: &'static str| {
+            Err(Error::InvalidParameter { name, value, reason })
+        };
+        let count = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53);
+        if !count(n) {
+            return bad("PooledZ state n", n, "must be a whole number ≥ 0");
+        }
+        if !count(batches) {
+            return bad("PooledZ state batches", batches, "must be a whole number ≥ 0");
+        }
+        if reference.is_nan() || reference == f64::INFINITY {
+            return bad("PooledZ state reference", reference, "must be finite or -inf");
+        }
+        for (name, v) in [("mean", mean), ("m2", m2), ("sum_sq", sum_sq)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(
+                    "PooledZ state sum",
+                    v,
+                    if name == "mean" {
+                        "the mean must be ≥ 0 and finite"
+                    } else {
+                        "the sums of squares must be ≥ 0 and finite"
+                    },
+                );
+            }
+        }
+        if reference == f64::NEG_INFINITY && (mean, m2, sum_sq) != (0.0, 0.0, 0.0) {
+            return bad("PooledZ state mean", mean, "sums without a positive weight");
+        }
+        let moments = Moments { n: n as usize, reference, mean, m2, sum_sq };
+        Ok(Self { moments, batches: batches as usize })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use approx::assert_relative_eq;
+
+    #[test]
+    fn pooled_state_round_trips_exactly_and_bad_states_are_refused() {
+        let mut z = PooledZ::new();
+        assert_eq!(PooledZ::from_state(z.to_state()).unwrap(), z);
+        z.push(&[f64::NEG_INFINITY]).unwrap();
+        assert_eq!(PooledZ::from_state(z.to_state()).unwrap(), z);
+        z.push(&[0.3, -1.7, 2.9, f64::NEG_INFINITY]).unwrap();
+        z.push(&[40.0, -3.0]).unwrap();
+        let mut restored = PooledZ::from_state(z.to_state()).unwrap();
+        assert_eq!(restored, z);
+        // The same future after a restore.
+        z.push(&[1.5, 0.2]).unwrap();
+        restored.push(&[1.5, 0.2]).unwrap();
+        assert_eq!(restored.estimate(), z.estimate());
+        let good = z.to_state();
+        for (i, v) in
+            [(0, 2.5), (1, -1.0), (2, f64::NAN), (2, f64::INFINITY), (3, f64::NAN), (4, -1.0)]
+        {
+            let mut s = good;
+            s[i] = v;
+            assert!(PooledZ::from_state(s).is_err(), "state[{i}] = {v}");
+        }
+        let orphan = [1.0, 1.0, f64::NEG_INFINITY, 0.5, 0.0, 0.0];
+        assert!(PooledZ::from_state(orphan).is_err());
+    }
 
     #[test]
     fn plain_estimate_matches_direct_formulas() {

@@ -67,6 +67,48 @@ impl ZTracker {
     pub fn proposals(&self) -> usize {
         self.proposals
     }
+
+    /// The exact state as 13 numbers, for checkpoints: the pooled and the current proposal's
+    /// [`PooledZ::to_state`], then the number of proposals. Constant in size.
+    pub fn to_state(&self) -> [f64; 13] {
+        let mut s = [0.0; 13];
+        s[..6].copy_from_slice(&self.pooled.to_state());
+        s[6..12].copy_from_slice(&self.current.to_state());
+        s[12] = self.proposals as f64;
+        s
+    }
+
+    /// The tracker [`to_state`](Self::to_state) described, bit for bit.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`](crate::Error::InvalidState) for a state no tracker can be in.
+    pub fn from_state(state: [f64; 13]) -> Result<Self> {
+        let part = |r: std::ops::Range<usize>| -> Result<PooledZ> {
+            let s: [f64; 6] = state[r].try_into().expect("six numbers");
+            PooledZ::from_state(s).map_err(|e| crate::Error::InvalidState {
+                estimator: "z_tracker",
+                reason: e.to_string(),
+            })
+        };
+        let (pooled, current) = (part(0..6)?, part(6..12)?);
+        let proposals = state[12];
+        let consistent = proposals >= 1.0
+            && proposals.fract() == 0.0
+            && proposals < 2f64.powi(53)
+            && current.n() <= pooled.n()
+            && current.batches() <= pooled.batches();
+        if !consistent {
+            return Err(crate::Error::InvalidState {
+                estimator: "z_tracker",
+                reason: format!(
+                    "{proposals} proposals, {} of {} samples in the current one",
+                    current.n(),
+                    pooled.n()
+                ),
+            });
+        }
+        Ok(Self { pooled, current, proposals: proposals as usize })
+    }
 }
 
 #[cfg(test)]
@@ -89,5 +131,14 @@ mod tests {
         assert_relative_eq!(z.estimate().se_z(), 0.5f64.sqrt(), epsilon = 1e-12);
         assert!(z.push(&[f64::NAN], &[0.0]).is_err());
         assert_eq!(z.n(), 5);
+        let restored = ZTracker::from_state(z.to_state()).unwrap();
+        assert_eq!(restored.to_state().map(f64::to_bits), z.to_state().map(f64::to_bits));
+        assert_eq!(restored.current_estimate(), z.current_estimate());
+        let mut bad = z.to_state();
+        bad[12] = 0.0;
+        assert!(ZTracker::from_state(bad).is_err());
+        let mut bad = z.to_state();
+        bad[6] = 99.0;
+        assert!(ZTracker::from_state(bad).is_err());
     }
 }
