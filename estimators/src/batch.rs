@@ -207,38 +207,41 @@ impl<B: Backend> ScoredBatch<B> {
 
     /// Sets the base model's per-token log-probs (row-major `[n, T]`), after
     /// [`with_token_log_pi`](Self::with_token_log_pi).
-    pub fn with_token_log_a(mut self, log_a: Vec<f64>) -> Result<Self> {
-        let tokens = self.tokens.as_mut().ok_or(Error::MissingInput {
-            estimator: "ScoredBatch::with_token_log_a",
-            input: "token log_pi",
-        })?;
-        check_len("token log_a", tokens.dims[0] * tokens.dims[1], log_a.len())?;
-        tokens.log_a = Some(log_a);
-        Ok(self)
+    pub fn with_token_log_a(self, log_a: Vec<f64>) -> Result<Self> {
+        self.with_token_column("ScoredBatch::with_token_log_a", "token log_a", log_a, |t| {
+            &mut t.log_a
+        })
     }
 
     /// Sets the sampling policy's per-token log-probs (row-major `[n, T]`) for per-token PPO
     /// clipping, after [`with_token_log_pi`](Self::with_token_log_pi).
-    pub fn with_token_log_pi_old(mut self, log_pi_old: Vec<f64>) -> Result<Self> {
-        let tokens = self.tokens.as_mut().ok_or(Error::MissingInput {
-            estimator: "ScoredBatch::with_token_log_pi_old",
-            input: "token log_pi",
-        })?;
-        check_len("token log_pi_old", tokens.dims[0] * tokens.dims[1], log_pi_old.len())?;
-        tokens.log_pi_old = Some(log_pi_old);
-        Ok(self)
+    pub fn with_token_log_pi_old(self, log_pi_old: Vec<f64>) -> Result<Self> {
+        let who = "ScoredBatch::with_token_log_pi_old";
+        self.with_token_column(who, "token log_pi_old", log_pi_old, |t| &mut t.log_pi_old)
     }
 
     /// Sets the critic's values `V_t` at sampling time (row-major `[n, T]`, `V_t` of the prefix
     /// before token t), for KL-control with a critic; after
     /// [`with_token_log_pi`](Self::with_token_log_pi).
-    pub fn with_token_values(mut self, values: Vec<f64>) -> Result<Self> {
-        let tokens = self.tokens.as_mut().ok_or(Error::MissingInput {
-            estimator: "ScoredBatch::with_token_values",
-            input: "token log_pi",
-        })?;
-        check_len("token values", tokens.dims[0] * tokens.dims[1], values.len())?;
-        tokens.values = Some(values);
+    pub fn with_token_values(self, values: Vec<f64>) -> Result<Self> {
+        let who = "ScoredBatch::with_token_values";
+        self.with_token_column(who, "token values", values, |t| &mut t.values)
+    }
+
+    /// Stores a `[n, T]` column of the token scores, checking its length.
+    fn with_token_column(
+        mut self,
+        who: &'static str,
+        what: &'static str,
+        values: Vec<f64>,
+        field: impl FnOnce(&mut TokenScores<B>) -> &mut Option<Vec<f64>>,
+    ) -> Result<Self> {
+        let tokens = self
+            .tokens
+            .as_mut()
+            .ok_or(Error::MissingInput { estimator: who, input: "token log_pi" })?;
+        check_len(what, tokens.dims[0] * tokens.dims[1], values.len())?;
+        *field(tokens) = Some(values);
         Ok(self)
     }
 

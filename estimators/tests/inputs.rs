@@ -174,9 +174,9 @@ fn cdpg_divides_by_each_contexts_own_z() {
     assert!((with_b.advantages[0] + 0.5).abs() < 1e-12);
 }
 
-#[test]
-fn per_token_kl_control_ignores_masked_positions() {
-    let _serial = serial();
+/// Two rows of three tokens with rewards 1 and 2, the last token of row 0 and the first of
+/// row 1 masked out (NaN there); the token log π leaf for gradients.
+fn token_batch() -> (ScoredBatch<B>, Tensor<B, 2>) {
     use burn::tensor::TensorData;
     let device = Default::default();
     let nan = f64::NAN;
@@ -193,6 +193,13 @@ fn per_token_kl_control_ignores_masked_positions() {
         .unwrap()
         .with_token_log_a(vec![-1.5, -1.5, nan, nan, -1.0, -1.0])
         .unwrap();
+    (bt, tok)
+}
+
+#[test]
+fn per_token_kl_control_ignores_masked_positions() {
+    let _serial = serial();
+    let (bt, tok) = token_batch();
     let out =
         KlControl::fixed(0.5).with_penalty(tilt_estimators::KlPenalty::PerToken).loss(&bt).unwrap();
     // Returns-to-go: r − β Σ_{s ≥ t} (log π_s − log a_s), 0 where masked.
@@ -209,29 +216,13 @@ fn per_token_kl_control_ignores_masked_positions() {
 #[test]
 fn kl_control_with_a_critic_uses_whitened_gae_and_returns_value_targets() {
     let _serial = serial();
-    use burn::tensor::TensorData;
     use tilt_estimators::{Critic, KlPenalty, whiten};
-    let device = Default::default();
     let nan = f64::NAN;
-    let tok = Tensor::<B, 2>::from_data(
-        TensorData::new(vec![-1.0, -2.0, nan, 0.0, -0.5, -1.5], [2, 3]),
-        &device,
-    )
-    .require_grad();
     let keep = vec![true, true, false, false, true, true];
-    let base = || {
-        ScoredBatch::new(Tensor::<B, 1>::from_floats([-3.0, -2.0], &device))
-            .unwrap()
-            .with_reward(vec![1.0, 2.0])
-            .unwrap()
-            .with_token_log_pi(tok.clone(), keep.clone())
-            .unwrap()
-            .with_token_log_a(vec![-1.5, -1.5, nan, nan, -1.0, -1.0])
-            .unwrap()
-    };
     let critic = Critic { gae_lambda: 0.5, value_coef: 0.1, value_clip: Some(0.2) };
     let kl = KlControl::fixed(0.5).with_penalty(KlPenalty::PerToken).with_critic(critic);
-    let bt = base().with_token_values(vec![0.5, 1.0, nan, nan, 0.2, 1.5]).unwrap();
+    let (base, tok) = token_batch();
+    let bt = base.clone().with_token_values(vec![0.5, 1.0, nan, nan, 0.2, 1.5]).unwrap();
     let out = kl.loss(&bt).unwrap();
     // Rewards −β(log π − log a), the sequence reward on the last token: row 0 (−0.25, 1.25),
     // row 1 (−0.25, 2.25). GAE with λ = 0.5 by hand: row 0 A = (0.375, 0.25), R = (0.875,
@@ -255,7 +246,7 @@ fn kl_control_with_a_critic_uses_whitened_gae_and_returns_value_targets() {
         assert!((f64::from(grad[k]) + white[k] / 4.0).abs() < 1e-6, "{grad:?}");
     }
     // Missing values, or a critic on the sequence penalty, are errors.
-    assert!(matches!(kl.loss(&base()), Err(Error::MissingInput { .. })));
+    assert!(matches!(kl.loss(&base), Err(Error::MissingInput { .. })));
     let seq = KlControl::fixed(0.5).with_critic(critic);
     assert!(matches!(seq.loss(&bt), Err(Error::InvalidConfig { .. })));
     let bad = KlControl::fixed(0.5)

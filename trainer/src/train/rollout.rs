@@ -229,19 +229,7 @@ pub fn token_log_probs<B: Backend>(
     rollout: &Rollout,
     device: &B::Device,
 ) -> Result<Vec<f64>> {
-    let steps = rollout.steps();
-    let mut out = Vec::with_capacity(rollout.len() * steps);
-    for chunk in &rollout.chunks {
-        anyhow::ensure!(chunk.steps == steps, "per-token scores need equal-length chunks");
-        let lp = model.token_log_probs(&chunk.batch::<B>(device)?);
-        let width = chunk.prompt_len + chunk.steps;
-        let values: Vec<f64> = lp.into_data().iter::<f64>().collect();
-        for r in 0..chunk.rows {
-            let row = &values[r * width + chunk.prompt_len..(r + 1) * width];
-            out.extend_from_slice(row);
-        }
-    }
-    Ok(out)
+    generated_columns(rollout, device, |batch| model.token_log_probs(batch))
 }
 
 /// The value head's `V_t` of each generated token's prefix, on π's final hidden states,
@@ -252,16 +240,26 @@ pub fn token_values<B: Backend>(
     rollout: &Rollout,
     device: &B::Device,
 ) -> Result<Vec<f64>> {
+    generated_columns(rollout, device, |batch| {
+        let mask = Some(batch.attention_mask.clone());
+        head.token_values(model.forward_hidden(batch.input_ids.clone(), mask, None), batch)
+    })
+}
+
+/// `per_position` (a `[rows, prompt_len + steps]` tensor of each chunk's batch) at the
+/// generated positions, row-major `[n, steps]`; the chunks must have equal `steps`.
+fn generated_columns<B: Backend>(
+    rollout: &Rollout,
+    device: &B::Device,
+    per_position: impl Fn(&SequenceBatch<B>) -> burn::tensor::Tensor<B, 2>,
+) -> Result<Vec<f64>> {
     let steps = rollout.steps();
     let mut out = Vec::with_capacity(rollout.len() * steps);
     for chunk in &rollout.chunks {
-        anyhow::ensure!(chunk.steps == steps, "per-token values need equal-length chunks");
-        let batch = chunk.batch::<B>(device)?;
-        let hidden =
-            model.forward_hidden(batch.input_ids.clone(), Some(batch.attention_mask.clone()), None);
-        let values = head.token_values(hidden, &batch);
+        anyhow::ensure!(chunk.steps == steps, "per-token scores need equal-length chunks");
+        let values: Vec<f64> =
+            per_position(&chunk.batch::<B>(device)?).into_data().iter::<f64>().collect();
         let width = chunk.prompt_len + chunk.steps;
-        let values: Vec<f64> = values.into_data().iter::<f64>().collect();
         for r in 0..chunk.rows {
             out.extend_from_slice(&values[r * width + chunk.prompt_len..(r + 1) * width]);
         }
