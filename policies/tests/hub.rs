@@ -1,6 +1,6 @@
 //! `hub::download_with` against a local server that answers as the Hugging Face hub does
-//! (`mock_hub.rs`). Nothing leaves the machine. Built only with the `hub` feature:
-//! `cargo test --workspace --features tilt-policies/hub --test hub`.
+//! (`mock_hub.rs`). Nothing leaves the machine. Built only with the `hub` feature
+//! (`cargo test --workspace` turns it on through tilt-trainer).
 
 mod mock_hub;
 

@@ -601,8 +601,8 @@ fn download(args: &DownloadArgs) -> Result<()> {
 #[cfg(not(feature = "hub"))]
 fn download(_: &DownloadArgs) -> Result<()> {
     Err(BadInput(
-        "this tilt was built without the `hub` feature: rebuild it with \
-         `cargo build --release -p tilt-trainer --features hub`"
+        "this tilt was built without the `hub` feature (on by default): rebuild it without \
+         `--no-default-features`, or add `--features hub`"
             .into(),
     )
     .into())

@@ -1,6 +1,6 @@
 //! `tilt download` (cargo feature `hub`) against a local server that answers as the Hugging
-//! Face hub does, found through `HF_ENDPOINT` as Python's `huggingface_hub` finds a mirror:
-//! `cargo test --workspace --features tilt-trainer/hub --test download`.
+//! Face hub does, found through `HF_ENDPOINT` as Python's `huggingface_hub` finds a mirror.
+//! Needs the `hub` feature (on by default).
 
 #[path = "../../policies/tests/mock_hub.rs"]
 mod mock_hub;
