@@ -485,10 +485,16 @@ fn train(args: &TrainArgs) -> Result<()> {
         })?,
         (None, None) => {
             let dir = args.output_dir.clone().unwrap_or_else(|| crate::demo::DEFAULT_DIR.into());
-            if args.overwrite {
-                clear_earlier_run(&dir)?;
-            }
-            let config = crate::demo::prepare(&dir)?;
+            // Node 0 alone checks and clears the directory: the other nodes of a multi-node
+            // demo may share it, and must not remove or refuse node 0's fresh run.
+            let config = if args.parallel.node_rank > 0 {
+                crate::demo::write_files(&dir)?
+            } else {
+                if args.overwrite {
+                    clear_earlier_run(&dir)?;
+                }
+                crate::demo::prepare(&dir)?
+            };
             println!(
                 "tilt demo: GDC++ fine-tunes tilt-mini toward two constraints, \"every sample \
                  mentions family\" (pointwise) and \"50% of samples are about women\" \

@@ -60,17 +60,26 @@ pub fn prepare(dir: &Path) -> Result<PathBuf> {
         ))
         .into());
     }
+    write_files(dir)
+}
+
+/// Writes the demo's model and config into `dir` whatever it holds, as [`prepare`] does after
+/// its check: for the nodes of a multi-node demo other than node 0, which may share node 0's
+/// directory after node 0's run has begun. Files already there with the same bytes are left
+/// alone, and each write goes through a temporary file of this process's own, so nodes writing
+/// the same directory at once never see a partial file.
+///
+/// # Errors
+/// I/O errors name the file.
+pub fn write_files(dir: &Path) -> Result<PathBuf> {
     let model = dir.join(MODEL_DIR);
     std::fs::create_dir_all(&model).with_context(|| format!("creating {}", model.display()))?;
     for (name, bytes) in MODEL_FILES {
         let path = model.join(name);
-        if std::fs::read(&path).is_ok_and(|existing| existing == bytes) {
-            continue;
-        }
-        write_atomically(&path, bytes)?;
+        write_unless_same(&path, bytes)?;
     }
     let config = dir.join(CONFIG_FILE);
-    write_atomically(&config, CONFIG.as_bytes())?;
+    write_unless_same(&config, CONFIG.as_bytes())?;
     Ok(config)
 }
 
@@ -81,8 +90,11 @@ pub fn config_of(dir: &Path) -> Option<PathBuf> {
     config.is_file().then_some(config)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
+fn write_unless_same(path: &Path, bytes: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|existing| existing == bytes) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
@@ -114,5 +126,16 @@ mod tests {
         let err = prepare(dir.path()).unwrap_err();
         assert!(err.is::<BadInput>());
         assert!(err.to_string().contains("--resume"), "{err}");
+        // Another node of the same demo writes its files without that check, and leaves no
+        // temporary file behind.
+        assert_eq!(write_files(dir.path()).unwrap(), config);
+        let names = |d: &Path| -> Vec<String> {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        };
+        let all = [names(dir.path()), names(&dir.path().join(MODEL_DIR))].concat();
+        assert!(all.iter().all(|n| !n.contains("partial")), "{all:?}");
     }
 }
