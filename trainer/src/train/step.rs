@@ -296,15 +296,7 @@ impl<B: AutodiffBackend> Run<B> {
         m: f64,
     ) -> Tensor<B, 1> {
         match &out.token_advantages {
-            Some(g) => {
-                let t = chunk.steps;
-                let lp = self.policy.token_log_probs(mb);
-                let lp = lp.slice([0..rows, chunk.prompt_len..chunk.prompt_len + t]);
-                let w: Vec<f64> = g[first * t..(first + rows) * t].iter().map(|v| -v / m).collect();
-                let w: Tensor<B, 2> =
-                    Tensor::from_data(TensorData::new(w, [rows, t]), &self.device);
-                (lp * w).sum()
-            }
+            Some(g) => self.token_term(self.policy.token_log_probs(mb), g, chunk, first, m),
             None => {
                 let lp = self.policy.log_prob(mb);
                 let w: Vec<f64> =
@@ -342,10 +334,23 @@ impl<B: AutodiffBackend> Run<B> {
         let (rows, t, p) = (mb.dims()[0], chunk.steps, chunk.prompt_len);
         let (lp, hidden) = self.policy.token_log_probs_and_hidden(mb);
         let values = head.token_values(hidden, mb).slice([0..rows, p..p + t]);
-        let lp = lp.slice([0..rows, p..p + t]);
+        Ok(self.token_term(lp, g, chunk, first, m) + targets.loss(values, first))
+    }
+
+    /// `−(1/m) Σ_i Σ_t g_it log π_t` over the generated tokens of `lp` (a minibatch's
+    /// `[rows, prompt_len + steps]` token log-probs, rows `first ..` of the batch).
+    fn token_term(
+        &self,
+        lp: Tensor<B, 2>,
+        g: &[f64],
+        chunk: &Chunk,
+        first: usize,
+        m: f64,
+    ) -> Tensor<B, 1> {
+        let (rows, t, p) = (lp.dims()[0], chunk.steps, chunk.prompt_len);
         let w: Vec<f64> = g[first * t..(first + rows) * t].iter().map(|v| -v / m).collect();
         let w: Tensor<B, 2> = Tensor::from_data(TensorData::new(w, [rows, t]), &self.device);
-        Ok((lp * w).sum() + targets.loss(values, first))
+        (lp.slice([0..rows, p..p + t]) * w).sum()
     }
 
     /// Accumulates `∇ −(1/m) Σ_i A_i log π(x_i)` over forward minibatches, `log π` recomputed
