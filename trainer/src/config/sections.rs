@@ -321,7 +321,8 @@ pub struct TrainingConfig {
     /// Samples per forward pass; gradients are accumulated over batch_size / minibatch_size
     /// passes (paper: 32 or 64).
     pub minibatch_size: u64,
-    /// Clip the gradient's global L2 norm to this (paper: no clipping).
+    /// Clip the gradient's global L2 norm to this (paper: no clipping); with KL-control's
+    /// critic, π and the value head are clipped together.
     pub max_grad_norm: Option<f64>,
 }
 

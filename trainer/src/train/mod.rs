@@ -363,7 +363,7 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(())
     }
 
-    /// Checks that every peer holds the same π, then (the writing peer) writes plots, the
+    /// Checks that every peer holds the same π (and value head), then (the writing peer) writes plots, the
     /// summary table, run.json and the final policy.
     fn finish(&mut self) -> Result<Option<PathBuf>> {
         let fingerprint = self
@@ -371,6 +371,14 @@ impl<B: AutodiffBackend> Run<B> {
             .check_identical::<B::InnerBackend, _>(&self.inner_device(), &self.policy.valid())?;
         if self.peer.is_parallel() {
             log::info!("π is identical on all {} peers ({fingerprint})", self.peer.count);
+        }
+        if let Some(c) = &self.critic {
+            let head = self
+                .peer
+                .check_identical::<B::InnerBackend, _>(&self.inner_device(), &c.head.valid())?;
+            if self.peer.is_parallel() {
+                log::info!("the value head is identical on all {} peers ({head})", self.peer.count);
+            }
         }
         if !self.peer.is_writer() {
             return Ok(None);

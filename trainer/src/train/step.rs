@@ -307,14 +307,18 @@ impl<B: AutodiffBackend> Run<B> {
         }
     }
 
-    /// The gradient's global norm, clipped to `max_grad_norm` when that is set.
-    fn clip(&self, grads: &mut GradientsParams) -> f64 {
-        let norm = crate::grad_clip::global_grad_norm::<B, _>(&self.policy, grads);
-        let value = norm.clone().into_scalar().elem::<f64>();
-        if let Some(max) = self.plan.max_grad_norm {
-            crate::grad_clip::clip_to(&self.policy, grads, norm, max);
-        }
-        value
+    /// The gradient's global norm, clipped to `max_grad_norm` when that is set. With a critic
+    /// the value head's gradient counts too: π and the head are clipped as one model, as
+    /// PyTorch's `clip_grad_norm_` over a policy-and-value model does (trl).
+    fn clip(&self, grads: &mut GradientsParams, head_grads: Option<&mut GradientsParams>) -> f64 {
+        let head = self.critic.as_ref().map(|c| &c.head).zip(head_grads);
+        let norm = crate::grad_clip::clip_together::<B, _, _>(
+            &self.policy,
+            grads,
+            head,
+            self.plan.max_grad_norm,
+        );
+        norm.into_scalar().elem::<f64>()
     }
 
     /// KL-control with a critic, on minibatch `mb` (rows `first ..` of the batch): the policy
@@ -516,8 +520,8 @@ impl<B: AutodiffBackend> Run<B> {
             Some(k) if step.is_multiple_of(k) => Some(self.grad_variance(&s, &out)?),
             _ => None,
         };
-        let (mut grads, head_grads) = self.accumulate(&s, &out)?;
-        let grad_norm = self.clip(&mut grads);
+        let (mut grads, mut head_grads) = self.accumulate(&s, &out)?;
+        let grad_norm = self.clip(&mut grads, head_grads.as_mut());
         log::debug!(
             "step {step}: sampling and scoring {:.2} s, gradient {:.2} s",
             (t1 - t0).as_secs_f64(),
@@ -528,8 +532,8 @@ impl<B: AutodiffBackend> Run<B> {
         if let EstimatorPlan::KlControl { ppo: Some(ppo), .. } = self.plan.estimator {
             for _ in 1..ppo.epochs {
                 let again = self.ppo_epoch(&s, &out, ppo.clip)?;
-                let (mut grads, head_grads) = self.accumulate(&s, &again)?;
-                self.clip(&mut grads);
+                let (mut grads, mut head_grads) = self.accumulate(&s, &again)?;
+                self.clip(&mut grads, head_grads.as_mut());
                 self.apply(lr, grads, head_grads);
             }
         }
