@@ -106,6 +106,31 @@ pub(crate) fn score_checked(
     Ok(values)
 }
 
+/// Implements [`Feature`] for types with the fields `name: String` and `regex: Regex`: a binary
+/// feature, 1 where the regex matches somewhere in the text, else 0.
+macro_rules! regex_feature {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $crate::feature::Feature for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+
+            fn is_binary(&self) -> bool {
+                true
+            }
+
+            fn score(
+                &self,
+                samples: &[$crate::feature::Sample<'_>],
+            ) -> $crate::error::Result<Vec<f64>> {
+                let matches = samples.iter().map(|s| self.regex.is_match(s.text));
+                Ok(matches.map($crate::feature::bit).collect())
+            }
+        }
+    )+};
+}
+pub(crate) use regex_feature;
+
 /// 1.0 for true, 0.0 for false.
 pub(crate) fn bit(b: bool) -> f64 {
     if b { 1.0 } else { 0.0 }

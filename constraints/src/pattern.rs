@@ -3,7 +3,6 @@
 use regex::Regex;
 
 use crate::error::{Error, Result};
-use crate::feature::{Feature, Sample, bit};
 
 /// 1 if the regular expression matches anywhere in the text, else 0.
 ///
@@ -26,23 +25,12 @@ impl Pattern {
     }
 }
 
-impl Feature for Pattern {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn is_binary(&self) -> bool {
-        true
-    }
-
-    fn score(&self, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
-        Ok(samples.iter().map(|s| bit(self.regex.is_match(s.text))).collect())
-    }
-}
+crate::feature::regex_feature!(Pattern);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feature::{Feature, Sample};
 
     #[test]
     fn matches_anywhere() {

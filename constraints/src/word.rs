@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use regex::{Regex, RegexBuilder};
 
 use crate::error::{Error, Result};
-use crate::feature::{Feature, Sample, bit};
 
 /// The compiled size a word-list regex may reach: large word lists with Unicode word
 /// boundaries exceed the `regex` crate's 10 MiB default.
@@ -38,19 +37,7 @@ impl Word {
     }
 }
 
-impl Feature for Word {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn is_binary(&self) -> bool {
-        true
-    }
-
-    fn score(&self, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
-        Ok(samples.iter().map(|s| bit(self.regex.is_match(s.text))).collect())
-    }
-}
+crate::feature::regex_feature!(Word);
 
 /// 1 if the text contains any word of a list as a whole word (see [`Word`]), else 0: the
 /// paper's topic word lists ("science", "politics", ...).
@@ -107,19 +94,7 @@ impl WordList {
     }
 }
 
-impl Feature for WordList {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn is_binary(&self) -> bool {
-        true
-    }
-
-    fn score(&self, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
-        Ok(samples.iter().map(|s| bit(self.regex.is_match(s.text))).collect())
-    }
-}
+crate::feature::regex_feature!(WordList);
 
 /// The words of a word-list file: lines trimmed, blank lines skipped, a leading BOM dropped.
 fn parse_word_file(text: &str) -> Vec<&str> {
@@ -146,6 +121,7 @@ fn compile(pattern: &str, case_sensitive: bool, shown: &str) -> Result<Regex> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feature::{Feature, Sample};
 
     fn score(f: &dyn Feature, texts: &[&str]) -> Vec<f64> {
         let samples: Vec<Sample<'_>> = texts.iter().map(|t| Sample::text(t)).collect();
