@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tilt GPU check: run the backend-matrix test suite (tilt-tests) on an NVIDIA GPU from test
-# binaries built beforehand, and write everything to one results file.
+# binaries built beforehand, time tilt's GDC++ training step there against the same work in
+# PyTorch/transformers, and write everything to one results file.
 #
 # The GPU machine has an NVIDIA GPU with a CUDA 13 driver and PyTorch 2.11 in
 # /opt/torch/.venv, but no Rust toolchain and no package registry. So the binaries are built
@@ -10,6 +11,8 @@
 #   BUNDLE/bin/cuda/*                      test executables built with --features cuda (CubeCL)
 #   BUNDLE/bin/tch/*                       test executables built with --features tch against
 #                                          the GPU machine's exact torch (2.11)
+#   BUNDLE/bench/{cuda,tch}/train_step     tilt-tests' train_step example, same features
+#   BUNDLE/torch_step.py                   bench-suite/compare/torch_step.py (the PyTorch side)
 #   BUNDLE/fixtures/                       policies/tests/fixtures (the transformers reference)
 #   BUNDLE/BUILD-INFO.txt                  git revision, toolchain, torch, build commands
 #
@@ -19,7 +22,8 @@
 #
 #    `pack cuda` runs
 #      CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=target-cuda \
-#        cargo test -p tilt-tests --no-default-features --features cuda --no-run --message-format=json
+#        cargo test --release -p tilt-tests --no-default-features --features cuda --no-run
+#    and the same `cargo build --release ... --example train_step`
 #    (CUDARC_CUDA_VERSION=13000: there is no nvcc here, so cudarc would otherwise assume the
 #    newest CUDA it knows, 13.4; 13.0 is the oldest CUDA 13 API and runs on any CUDA 13
 #    driver. libcuda and NVRTC are loaded at run time.)
@@ -33,28 +37,35 @@
 #      scripts/gpu-check.sh pack BUNDLE tch
 #    which runs
 #      CARGO_TARGET_DIR=target-tch-gpu \
-#        cargo test -p tilt-tests --no-default-features --features tch --no-run --message-format=json
-#    `pack` copies the executables named in cargo's JSON ("executable" of the tilt-tests
-#    targets: the library's unit tests and the tests binary).
+#        cargo test --release -p tilt-tests --no-default-features --features tch --no-run
+#    (and the example). `pack` copies the executables named in cargo's JSON ("executable" of
+#    the tilt-tests targets: the library's unit tests, the tests binary, the example).
 #
 # 2. Copy BUNDLE to the GPU machine and run (no Rust, no network):
 #
 #      BUNDLE/gpu-check.sh run BUNDLE [RESULTS_FILE]      # default BUNDLE/gpu-check-results.txt
 #
 #    Runs, within a hard overall limit of 8 minutes (`timeout`; each run gets at most what is
-#    left, so the results file is always finished):
+#    left, so the results file is always finished), in this order:
 #      cuda binaries  TILT_DEVICE=cuda:0   (CubeCL: f32 matmuls on tensor cores use TF32, so the
 #                                           TF32 tolerances of tests/src/backend.rs apply)
 #      tch binaries   TILT_DEVICE=cuda:0   with NVIDIA_TF32_OVERRIDE=0 (full f32 in cuBLAS)
+#      throughput     GPU_CHECK_ROUNDS (2) alternating rounds, each process fresh: tilt's
+#                     train_step example on cuda and on tch, then torch_step.py with TF32 off
+#                     and on; GPT-2 small (random weights), GPU_CHECK_BATCH (64) sequences of
+#                     GPU_CHECK_NEW_TOKENS (40), one untimed step then GPU_CHECK_STEPS (3)
+#                     timed ones; a summary with the medians and the ratios tilt / torch
+#                     (GPU_CHECK_DEVICE, default cuda:0, runs it elsewhere: cpu for a dry run)
 #      tch binaries   TILT_DEVICE=cpu
 #    with --test-threads=1 --nocapture, so every measured error is in the results.
-#    Environment: TORCH_PYTHON (default /opt/torch/.venv/bin/python) locates site-packages:
-#    the directories of libnvrtc*.so* (for CubeCL) and torch/lib + nvidia/*/lib (for tch) go
-#    on LD_LIBRARY_PATH. GPU_CHECK_LIMIT_S overrides the 480 s limit.
+#    Environment: TORCH_PYTHON (default /opt/torch/.venv/bin/python, else python3) locates
+#    site-packages and runs torch_step.py (it needs torch and transformers): the directories
+#    of libnvrtc*.so* (for CubeCL) and torch/lib + nvidia/*/lib (for tch) go on
+#    LD_LIBRARY_PATH. GPU_CHECK_LIMIT_S overrides the 480 s limit.
 set -euo pipefail
 
 usage() {
-    sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
     exit 2
 }
 
@@ -79,16 +90,21 @@ pack() {
         shift 2
         local json
         json="$(mktemp)"
-        echo "== building $feature test binaries (CARGO_TARGET_DIR=$target_dir $*)"
-        env "$@" CARGO_TARGET_DIR="$target_dir" cargo test -p tilt-tests --no-default-features \
-            --features "$feature" --no-run --message-format=json >"$json"
-        rm -rf "${bundle:?}/bin/$feature"
-        mkdir -p "$bundle/bin/$feature"
-        # Executables of tilt-tests' test targets, named after the target (tilt_tests, tests).
-        python3 - "$json" "$bundle/bin/$feature" <<'PY'
+        echo "== building $feature test binaries and the train_step example (CARGO_TARGET_DIR=$target_dir $*)"
+        env "$@" CARGO_TARGET_DIR="$target_dir" cargo test --release -p tilt-tests \
+            --no-default-features --features "$feature" --no-run --message-format=json >"$json"
+        env "$@" CARGO_TARGET_DIR="$target_dir" cargo build --release -p tilt-tests \
+            --no-default-features --features "$feature" --example train_step \
+            --message-format=json >>"$json"
+        rm -rf "${bundle:?}/bin/$feature" "${bundle:?}/bench/$feature"
+        mkdir -p "$bundle/bin/$feature" "$bundle/bench/$feature"
+        # Executables of tilt-tests' test targets, named after the target (tilt_tests, tests),
+        # into bin/; its train_step example into bench/.
+        python3 - "$json" "$bundle" "$feature" <<'PY'
 import json, shutil, sys, os
-src, dest = sys.argv[1], sys.argv[2]
-n = 0
+src, bundle, feature = sys.argv[1:4]
+tests = 0
+example = 0
 for line in open(src):
     try:
         msg = json.loads(line)
@@ -99,14 +115,19 @@ for line in open(src):
     if "tilt-tests" not in msg["package_id"]:
         continue
     name = msg["target"]["name"]
-    shutil.copy2(msg["executable"], os.path.join(dest, name))
-    print(f"   {msg['executable']} -> bin/{os.path.basename(dest)}/{name}")
-    n += 1
-if n == 0:
-    sys.exit("no tilt-tests test executables in cargo's output")
+    kind = "bench" if "example" in msg["target"]["kind"] else "bin"
+    dest = os.path.join(bundle, kind, feature, name)
+    shutil.copy2(msg["executable"], dest)
+    print(f"   {msg['executable']} -> {kind}/{feature}/{name}")
+    if kind == "bin":
+        tests += 1
+    else:
+        example += 1
+if tests == 0 or example == 0:
+    sys.exit(f"cargo reported {tests} tilt-tests test executables and {example} examples")
 PY
         rm -f "$json"
-        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test -p tilt-tests --no-default-features --features $feature --no-run" >>"$info"
+        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test --release -p tilt-tests --no-default-features --features $feature --no-run; the same cargo build --example train_step" >>"$info"
     }
 
     if [[ "$which" == cuda || "$which" == all ]]; then
@@ -130,6 +151,7 @@ PY
 
     cp -r policies/tests/fixtures/gpt2_expected.json policies/tests/fixtures/tiny-gpt2 "$bundle/fixtures/"
     chmod -R a+r "$bundle/fixtures"
+    cp bench-suite/compare/torch_step.py "$bundle/torch_step.py"
     cp "$self" "$bundle/gpu-check.sh"
     chmod +x "$bundle/gpu-check.sh"
     echo "== bundle ready: $bundle ($(du -sh "$bundle" | cut -f1))"
@@ -175,7 +197,7 @@ run() {
             | tee -a "$results" || log "(import torch failed)"
     fi
     local built_torch here_torch
-    built_torch="$(sed -n 's/^tch built against torch //p' "$bundle/BUILD-INFO.txt" 2>/dev/null | tail -1)"
+    built_torch="$(sed -n 's/^tch built against torch //p' "$bundle/BUILD-INFO.txt" 2>/dev/null | tail -1 || true)"
     if [[ -n "$built_torch" && -n "$torch_dir" && -d "$bundle/bin/tch" ]]; then
         here_torch="$(sed -n "s/^__version__ = '\(.*\)'.*/\1/p" "$torch_dir/version.py")"
         [[ "$built_torch" == "$here_torch" ]] ||
@@ -232,6 +254,33 @@ run() {
         done
     }
 
+    # run_bench NAME CAP_S CMD...: one throughput process, its output into the results.
+    run_bench() {
+        local name="$1" cap="$2"
+        shift 2
+        local left t0 rc status
+        left=$((deadline - $(date +%s)))
+        ((left > cap)) && left=$cap
+        if ((left < 20)); then
+            summary+=("SKIP  $name (no time left)")
+            return 0
+        fi
+        log ""
+        log "== $name (at most ${left} s): $*"
+        t0="$(date +%s)"
+        set +e
+        (cd "$bundle" && timeout --kill-after=5 "$left" "$@") >>"$results" 2>&1
+        rc=$?
+        set -e
+        case $rc in
+        0) status=PASS ;;
+        124 | 137) status=TIMEOUT ;;
+        *) status="FAIL (exit $rc)" ;;
+        esac
+        summary+=("$status  $name ($(($(date +%s) - t0)) s)")
+        log "== $name: $status in $(($(date +%s) - t0)) s"
+    }
+
     local common=(TILT_FIXTURES="$bundle/fixtures" RUST_BACKTRACE=1)
     run_suite "cuda (CubeCL) on cuda:0" "$bundle/bin/cuda" 240 "${common[@]}" TILT_DEVICE=cuda:0 \
         LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -240,6 +289,57 @@ run() {
     fi
     local tch_env=("${common[@]}" LD_LIBRARY_PATH="${torch_lib_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
     run_suite "tch on cuda:0" "$bundle/bin/tch" 150 "${tch_env[@]}" TILT_DEVICE=cuda:0 NVIDIA_TF32_OVERRIDE=0
+
+    # Throughput: tilt's GDC++ training step (tilt-tests' train_step example, per backend built)
+    # against the same work in PyTorch/transformers (torch_step.py, TF32 off and on), each in a
+    # fresh process, in alternating rounds; every process runs one untimed step first.
+    local tp=(gpt2-small "${GPU_CHECK_BATCH:-64}" "${GPU_CHECK_NEW_TOKENS:-40}" "${GPU_CHECK_STEPS:-3}")
+    local rounds="${GPU_CHECK_ROUNDS:-2}" r dev="${GPU_CHECK_DEVICE:-cuda:0}"
+    for ((r = 1; r <= rounds; r++)); do
+        [[ -x "$bundle/bench/cuda/train_step" ]] && run_bench "throughput round $r: tilt cuda (CubeCL)" 150 \
+            env "${common[@]}" TILT_DEVICE="$dev" LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+            "$bundle/bench/cuda/train_step" "${tp[@]}"
+        [[ -x "$bundle/bench/tch/train_step" ]] && run_bench "throughput round $r: tilt tch" 90 \
+            env "${tch_env[@]}" TILT_DEVICE="$dev" "$bundle/bench/tch/train_step" "${tp[@]}"
+        if [[ -n "$torch_dir" ]]; then
+            local torch_args=(--device "$dev" --batch "${tp[1]}" --new-tokens "${tp[2]}" --steps "${tp[3]}")
+            run_bench "throughput round $r: torch f32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}"
+            run_bench "throughput round $r: torch tf32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}" --tf32
+        fi
+    done
+    if [[ -n "$py" ]]; then
+        log ""
+        log "== throughput summary (median over every timed step of each side)"
+        "$py" - "$results" "${tp[1]}" "${tp[2]}" <<'PY' 2>&1 | tee -a "$results" || true
+import re, statistics, sys
+side, steps = None, {}
+for line in open(sys.argv[1]):
+    m = re.match(r"== throughput round \d+: (.*) \(at most", line)
+    if m:
+        side = m.group(1)
+    elif side and re.match(r"(tilt|torch)-train-step ", line):
+        row = dict(kv.split("=") for kv in line.split()[1:])
+        steps.setdefault(side, []).append({k: float(v) for k, v in row.items()})
+    elif side and re.match(r"(tilt|torch)-backend ", line):
+        print(f"{side}: {line.strip()}")
+batch, tokens = int(sys.argv[2]), int(sys.argv[3])
+med = {s: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for s, rows in steps.items()}
+for s, m in med.items():
+    print(f"{s:24s} step {m['seconds']:.4f} s = {batch / m['seconds']:.1f} samples/s "
+          f"(sample {m['sample']:.4f} s = {batch * tokens / m['sample']:.0f} new tokens/s, "
+          f"target {m['target']:.4f}, policy {m['policy']:.4f}, optimizer {m['optimizer']:.4f}) "
+          f"over {len(steps[s])} steps")
+for s, m in med.items():
+    if s.startswith("tilt"):
+        for ref in ("torch f32", "torch tf32"):
+            if ref in med:
+                r = med[ref]
+                print(f"{s} / {ref}: step throughput {r['seconds'] / m['seconds']:.2f}x, "
+                      f"sampling {r['sample'] / m['sample']:.2f}x, "
+                      f"policy pass {r['policy'] / m['policy']:.2f}x")
+PY
+    fi
+
     run_suite "tch on cpu" "$bundle/bin/tch" 90 "${tch_env[@]}" TILT_DEVICE=cpu
 
     trap - TERM

@@ -16,6 +16,7 @@
 
 use std::time::Instant;
 
+#[cfg(feature = "flex")]
 use burn::backend::{Autodiff, Flex};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
@@ -27,6 +28,7 @@ use tilt_estimators::{Dpg, Estimator, EstimatorOutput, ScoredBatch};
 use tilt_policies::{Gpt2, Gpt2Config, SamplingConfig, SequenceBatch};
 
 /// The CPU autodiff backend the estimator benchmarks run on (`flex`, the crate's default).
+#[cfg(feature = "flex")]
 pub type AdFlex = Autodiff<Flex>;
 
 /// Issue 4's batch: 64 sequences.
@@ -193,6 +195,7 @@ impl<B: AutodiffBackend> ScoringFixture<B> {
 }
 
 /// The fixture on [`AdFlex`] for `shape` at issue 4's batch (64 × 40), seed 0.
+#[cfg(feature = "flex")]
 pub fn flex_fixture(shape: ModelShape) -> ScoringFixture<AdFlex> {
     ScoringFixture::new(shape, BATCH, NEW_TOKENS, 0, &Default::default())
 }
@@ -241,14 +244,15 @@ impl ZProblem {
 /// `<|endoftext|>` prompt), score them under a (no gradient) and the pointwise feature
 /// b(x) = [first token mod 4 ≠ 3] (so P = 0 for about a quarter), update the running Z, score
 /// them under π with the GDC++ loss and its backward pass, and take one Adam step on π.
-pub struct TrainStep {
+pub struct TrainStep<B: AutodiffBackend> {
     /// π, trained.
-    pub policy: Gpt2<AdFlex>,
+    pub policy: Gpt2<B>,
     /// a, the base model of the target.
-    pub base: Gpt2<Flex>,
+    pub base: Gpt2<B::InnerBackend>,
     /// q, the proposal (a copy of a; its weights do not change the cost).
-    pub proposal: Gpt2<Flex>,
-    optimizer: OptimizerAdaptor<Adam, Gpt2<AdFlex>, AdFlex>,
+    pub proposal: Gpt2<B::InnerBackend>,
+    optimizer: OptimizerAdaptor<Adam, Gpt2<B>, B>,
+    device: B::Device,
     sampling: SamplingConfig,
     prompts: Vec<Vec<u32>>,
     rng: ChaCha8Rng,
@@ -256,7 +260,7 @@ pub struct TrainStep {
     log_weights: Vec<f64>,
 }
 
-impl std::fmt::Debug for TrainStep {
+impl<B: AutodiffBackend> std::fmt::Debug for TrainStep<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TrainStep")
             .field("batch", &self.prompts.len())
@@ -286,17 +290,32 @@ impl StepTimes {
     }
 }
 
-impl TrainStep {
-    /// π, a and q all start from the weights of `seed`; samples come from `seed + 1`.
+#[cfg(feature = "flex")]
+impl TrainStep<AdFlex> {
+    /// [`TrainStep::on`] the CPU (flex).
     pub fn new(shape: ModelShape, batch: usize, new_tokens: usize, seed: u64) -> Self {
-        let device = Default::default();
+        Self::on(shape, batch, new_tokens, seed, &Default::default())
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep<B> {
+    /// π, a and q all start from the weights of `seed`, on `device`; samples come from
+    /// `seed + 1`.
+    pub fn on(
+        shape: ModelShape,
+        batch: usize,
+        new_tokens: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Self {
         let config = shape.config();
-        let base = config.init_seeded::<Flex>(&device, seed);
+        let base = config.init_seeded::<B::InnerBackend>(device, seed);
         Self {
-            policy: config.init_seeded::<AdFlex>(&device, seed),
+            policy: config.init_seeded::<B>(device, seed),
             proposal: base.clone(),
             base,
             optimizer: AdamConfig::new().init(),
+            device: device.clone(),
             sampling: SamplingConfig::fixed_length(new_tokens),
             prompts: vec![vec![config.bos_token_id as u32]; batch],
             rng: ChaCha8Rng::seed_from_u64(seed + 1),
@@ -304,8 +323,15 @@ impl TrainStep {
         }
     }
 
+    /// Waits for the device's queued work (a GPU runs asynchronously), so that each part's
+    /// time is its own.
+    fn sync(&self) {
+        B::sync(&self.device).expect("the device finishes its work");
+    }
+
     /// One step with learning rate `lr`; returns its timings and the loss.
     pub fn step(&mut self, lr: f64) -> (StepTimes, f64) {
+        self.sync();
         let clock = Instant::now();
         let samples =
             self.proposal.sample(&self.prompts, &self.sampling, &mut self.rng).expect("valid");
@@ -329,10 +355,9 @@ impl TrainStep {
         let target = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
-        let device = Default::default();
         let rows: Vec<Vec<u32>> =
             self.prompts.iter().zip(&generated).map(|(p, g)| [p.as_slice(), g].concat()).collect();
-        let batch = SequenceBatch::<AdFlex>::from_rows(&rows, &vec![1; rows.len()], &device)
+        let batch = SequenceBatch::<B>::from_rows(&rows, &vec![1; rows.len()], &self.device)
             .expect("valid rows");
         let scored = ScoredBatch::new(self.policy.log_prob(&batch))
             .and_then(|b| b.with_log_q(log_q))
@@ -342,12 +367,56 @@ impl TrainStep {
         let out = Dpg::gdc_plus_plus().loss(&scored).expect("valid inputs");
         let loss = out.loss.clone().into_scalar().elem::<f64>();
         let grads = GradientsParams::from_grads(out.loss.backward(), &self.policy);
+        self.sync();
         let policy = clock.elapsed().as_secs_f64();
 
         let clock = Instant::now();
         self.policy = self.optimizer.step(lr, self.policy.clone(), grads);
+        self.sync();
         let optimizer = clock.elapsed().as_secs_f64();
         (StepTimes { sample, target, policy, optimizer }, loss)
+    }
+}
+
+/// The command line of the `train_step` examples (bench-suite's on flex, tilt-tests' on the
+/// backend it is built with): `[gpt2-small|mini2] [BATCH] [NEW_TOKENS] [STEPS]` (defaults:
+/// gpt2-small 32 40 3), one line per step:
+/// `tilt-train-step seconds=<total> sample=<s> target=<s> policy=<s> optimizer=<s> loss=<l>`.
+/// Exits with status 2 and a message on a bad argument.
+pub fn train_step_main<B: AutodiffBackend>(device: &B::Device) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let shape = match args.first().map(String::as_str) {
+        None | Some("gpt2-small") => ModelShape::Gpt2Small,
+        Some("mini2") => ModelShape::Mini2,
+        Some(other) => {
+            eprintln!("unknown shape `{other}`: use gpt2-small or mini2");
+            std::process::exit(2);
+        }
+    };
+    let number = |i: usize, default: usize, name: &str| -> usize {
+        args.get(i).map_or(default, |s| match s.parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("{name} must be a positive integer, got `{s}`");
+                std::process::exit(2)
+            }
+        })
+    };
+    let batch = number(1, 32, "BATCH");
+    let new_tokens = number(2, 40, "NEW_TOKENS");
+    let steps = number(3, 3, "STEPS");
+    let mut step = TrainStep::<B>::on(shape, batch, new_tokens, 0, device);
+    for _ in 0..steps {
+        let (t, loss) = step.step(1.41e-5);
+        println!(
+            "tilt-train-step seconds={:.4} sample={:.4} target={:.4} policy={:.4} optimizer={:.4} \
+             loss={loss:.4e}",
+            t.total(),
+            t.sample,
+            t.target,
+            t.policy,
+            t.optimizer
+        );
     }
 }
 
@@ -362,7 +431,7 @@ pub fn median(xs: &[f64]) -> f64 {
     if v.len().is_multiple_of(2) { 0.5 * (v[m - 1] + v[m]) } else { v[m] }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
 
