@@ -214,54 +214,15 @@ run() {
     log "== NVRTC dirs: ${nvrtc_dirs:-none found (CubeCL will look on the default library path)}"
     log "== libtorch dirs: ${torch_lib_dirs:-none}"
 
-    # run_suite NAME DIR CAP_S VAR=VALUE...: every executable in DIR, under the environment.
-    run_suite() {
-        local name="$1" dir="$2" cap="$3"
-        shift 3
-        if ! compgen -G "$dir/*" >/dev/null; then
-            summary+=("SKIP  $name (no binaries in ${dir#"$bundle"/})")
-            log "== $name: skipped, no binaries in $dir"
-            return
-        fi
-        local exe
-        for exe in "$dir"/*; do
-            local now left status rc t0
-            now="$(date +%s)"
-            left=$((deadline - now))
-            ((left > cap)) && left=$cap
-            if ((left < 10)); then
-                summary+=("SKIP  $name $(basename "$exe") (no time left)")
-                continue
-            fi
-            log ""
-            log "== $name: $(basename "$exe") (at most ${left} s; $*)"
-            if [[ "$name" == tch* ]]; then
-                env "$@" ldd "$exe" 2>&1 | grep -E 'not found|torch' | tee -a "$results" || true
-            fi
-            t0="$(date +%s)"
-            set +e
-            (cd "$bundle" && env "$@" timeout --kill-after=5 "$left" "$exe" --test-threads=1 --nocapture) \
-                >>"$results" 2>&1
-            rc=$?
-            set -e
-            case $rc in
-            0) status=PASS ;;
-            124 | 137) status=TIMEOUT ;;
-            *) status="FAIL (exit $rc)" ;;
-            esac
-            summary+=("$status  $name $(basename "$exe") ($(($(date +%s) - t0)) s)")
-            log "== $name $(basename "$exe"): $status in $(($(date +%s) - t0)) s"
-        done
-    }
-
-    # run_bench NAME CAP_S CMD...: one throughput process, its output into the results.
-    run_bench() {
+    # run_one NAME CAP_S CMD...: one process, at most CAP_S and the time left, its output into
+    # the results and its status into the summary.
+    run_one() {
         local name="$1" cap="$2"
         shift 2
         local left t0 rc status
         left=$((deadline - $(date +%s)))
         ((left > cap)) && left=$cap
-        if ((left < 20)); then
+        if ((left < 15)); then
             summary+=("SKIP  $name (no time left)")
             return 0
         fi
@@ -281,6 +242,24 @@ run() {
         log "== $name: $status in $(($(date +%s) - t0)) s"
     }
 
+    # run_suite NAME DIR CAP_S VAR=VALUE...: every executable in DIR, under the environment.
+    run_suite() {
+        local name="$1" dir="$2" cap="$3"
+        shift 3
+        if ! compgen -G "$dir/*" >/dev/null; then
+            summary+=("SKIP  $name (no binaries in ${dir#"$bundle"/})")
+            log "== $name: skipped, no binaries in $dir"
+            return
+        fi
+        local exe
+        for exe in "$dir"/*; do
+            if [[ "$name" == tch* ]]; then
+                env "$@" ldd "$exe" 2>&1 | grep -E 'not found|torch' | tee -a "$results" || true
+            fi
+            run_one "$name: $(basename "$exe")" "$cap" env "$@" "$exe" --test-threads=1 --nocapture
+        done
+    }
+
     local common=(TILT_FIXTURES="$bundle/fixtures" RUST_BACKTRACE=1)
     run_suite "cuda (CubeCL) on cuda:0" "$bundle/bin/cuda" 240 "${common[@]}" TILT_DEVICE=cuda:0 \
         LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -296,15 +275,15 @@ run() {
     local tp=(gpt2-small "${GPU_CHECK_BATCH:-64}" "${GPU_CHECK_NEW_TOKENS:-40}" "${GPU_CHECK_STEPS:-3}")
     local rounds="${GPU_CHECK_ROUNDS:-2}" r dev="${GPU_CHECK_DEVICE:-cuda:0}"
     for ((r = 1; r <= rounds; r++)); do
-        [[ -x "$bundle/bench/cuda/train_step" ]] && run_bench "throughput round $r: tilt cuda (CubeCL)" 150 \
+        [[ -x "$bundle/bench/cuda/train_step" ]] && run_one "throughput round $r: tilt cuda (CubeCL)" 150 \
             env "${common[@]}" TILT_DEVICE="$dev" LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
             "$bundle/bench/cuda/train_step" "${tp[@]}"
-        [[ -x "$bundle/bench/tch/train_step" ]] && run_bench "throughput round $r: tilt tch" 90 \
+        [[ -x "$bundle/bench/tch/train_step" ]] && run_one "throughput round $r: tilt tch" 90 \
             env "${tch_env[@]}" TILT_DEVICE="$dev" "$bundle/bench/tch/train_step" "${tp[@]}"
         if [[ -n "$torch_dir" ]]; then
             local torch_args=(--device "$dev" --batch "${tp[1]}" --new-tokens "${tp[2]}" --steps "${tp[3]}")
-            run_bench "throughput round $r: torch f32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}"
-            run_bench "throughput round $r: torch tf32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}" --tf32
+            run_one "throughput round $r: torch f32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}"
+            run_one "throughput round $r: torch tf32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}" --tf32
         fi
     done
     if [[ -n "$py" ]]; then
