@@ -11,7 +11,7 @@
 #   BUNDLE/bin/cuda/*                      test executables built with --features cuda (CubeCL)
 #   BUNDLE/bin/tch/*                       test executables built with --features tch against
 #                                          the GPU machine's exact torch (2.11)
-#   BUNDLE/bench/{cuda,tch}/train_step     tilt-tests' train_step example, same features
+#   BUNDLE/bench/{cuda,tch}/throughput     tilt-tests' throughput example, same features
 #   BUNDLE/torch_step.py                   bench-suite/compare/torch_step.py (the PyTorch side)
 #   BUNDLE/fixtures/                       policies/tests/fixtures (the transformers reference)
 #   BUNDLE/BUILD-INFO.txt                  git revision, toolchain, torch, build commands
@@ -23,7 +23,7 @@
 #    `pack cuda` runs
 #      CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=target-cuda \
 #        cargo test --release -p tilt-tests --no-default-features --features cuda --no-run
-#    and the same `cargo build --release ... --example train_step`
+#    and the same `cargo build --release ... --example throughput`
 #    (CUDARC_CUDA_VERSION=13000: there is no nvcc here, so cudarc would otherwise assume the
 #    newest CUDA it knows, 13.4; 13.0 is the oldest CUDA 13 API and runs on any CUDA 13
 #    driver. libcuda and NVRTC are loaded at run time.)
@@ -54,7 +54,7 @@
 #                                           TF32 tolerances of tests/src/backend.rs apply)
 #      tch binaries   TILT_DEVICE=cuda:0   with NVIDIA_TF32_OVERRIDE=0 (full f32 in cuBLAS)
 #      throughput     GPU_CHECK_ROUNDS (2) alternating rounds, each process fresh: tilt's
-#                     train_step example on cuda and on tch, then torch_step.py with TF32 off
+#                     throughput example on cuda and on tch, then torch_step.py with TF32 off
 #                     and on; GPT-2 small (random weights), GPU_CHECK_BATCH (64) sequences of
 #                     GPU_CHECK_NEW_TOKENS (40), one untimed step then GPU_CHECK_STEPS (3)
 #                     timed ones; a summary with the medians and the ratios tilt / torch
@@ -93,16 +93,16 @@ pack() {
         shift 2
         local json
         json="$(mktemp)"
-        echo "== building $feature test binaries and the train_step example (CARGO_TARGET_DIR=$target_dir $*)"
+        echo "== building $feature test binaries and the throughput example (CARGO_TARGET_DIR=$target_dir $*)"
         env "$@" CARGO_TARGET_DIR="$target_dir" cargo test --release -p tilt-tests \
             --no-default-features --features "$feature" --no-run --message-format=json >"$json"
         env "$@" CARGO_TARGET_DIR="$target_dir" cargo build --release -p tilt-tests \
-            --no-default-features --features "$feature" --example train_step \
+            --no-default-features --features "$feature" --example throughput \
             --message-format=json >>"$json"
         rm -rf "${bundle:?}/bin/$feature" "${bundle:?}/bench/$feature"
         mkdir -p "$bundle/bin/$feature" "$bundle/bench/$feature"
         # Executables of tilt-tests' test targets, named after the target (tilt_tests, tests),
-        # into bin/; its train_step example into bench/.
+        # into bin/; its throughput example into bench/.
         python3 - "$json" "$bundle" "$feature" <<'PY'
 import json, shutil, subprocess, sys, os
 src, bundle, feature = sys.argv[1:4]
@@ -135,7 +135,7 @@ if tests == 0 or example == 0:
     sys.exit(f"cargo reported {tests} tilt-tests test executables and {example} examples")
 PY
         rm -f "$json"
-        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test --release -p tilt-tests --no-default-features --features $feature --no-run; the same cargo build --example train_step" >>"$info"
+        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test --release -p tilt-tests --no-default-features --features $feature --no-run; the same cargo build --example throughput" >>"$info"
     }
 
     if [[ "$which" == cuda || "$which" == all ]]; then
@@ -280,17 +280,17 @@ run() {
     local tch_env=("${common[@]}" LD_LIBRARY_PATH="${torch_lib_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
     run_suite "tch on cuda:0" "$bundle/bin/tch" 150 "${tch_env[@]}" TILT_DEVICE=cuda:0 NVIDIA_TF32_OVERRIDE=0
 
-    # Throughput: tilt's GDC++ training step (tilt-tests' train_step example, per backend built)
+    # Throughput: tilt's GDC++ training step (tilt-tests' throughput example, per backend built)
     # against the same work in PyTorch/transformers (torch_step.py, TF32 off and on), each in a
     # fresh process, in alternating rounds; every process runs one untimed step first.
     local tp=(gpt2-small "${GPU_CHECK_BATCH:-64}" "${GPU_CHECK_NEW_TOKENS:-40}" "${GPU_CHECK_STEPS:-3}")
     local rounds="${GPU_CHECK_ROUNDS:-2}" r dev="${GPU_CHECK_DEVICE:-cuda:0}"
     for ((r = 1; r <= rounds; r++)); do
-        [[ -x "$bundle/bench/cuda/train_step" ]] && run_one "throughput round $r: tilt cuda (CubeCL)" 150 \
+        [[ -x "$bundle/bench/cuda/throughput" ]] && run_one "throughput round $r: tilt cuda (CubeCL)" 150 \
             env "${common[@]}" TILT_DEVICE="$dev" LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-            "$bundle/bench/cuda/train_step" "${tp[@]}"
-        [[ -x "$bundle/bench/tch/train_step" ]] && run_one "throughput round $r: tilt tch" 90 \
-            env "${tch_env[@]}" TILT_DEVICE="$dev" "$bundle/bench/tch/train_step" "${tp[@]}"
+            "$bundle/bench/cuda/throughput" "${tp[@]}"
+        [[ -x "$bundle/bench/tch/throughput" ]] && run_one "throughput round $r: tilt tch" 90 \
+            env "${tch_env[@]}" TILT_DEVICE="$dev" "$bundle/bench/tch/throughput" "${tp[@]}"
         if [[ -n "$torch_dir" ]]; then
             local torch_args=(--device "$dev" --batch "${tp[1]}" --new-tokens "${tp[2]}" --steps "${tp[3]}")
             run_one "throughput round $r: torch f32" 90 "$py" "$bundle/torch_step.py" "${torch_args[@]}"

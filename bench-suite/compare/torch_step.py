@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One GDC++ training step in PyTorch/transformers: the work of tilt's `TrainStep`, on any device.
 
-The same work as `tilt_bench::TrainStep` (the `train_step` examples of tilt-bench and tilt-tests),
+The same work as `tilt_bench::TrainStep` (tilt-bench's `train_step` example and tilt-tests' `throughput`),
 on a random GPT-2-small-shaped model (12 layers, 768, 12 heads, vocabulary 50,257, dropout off),
 three copies of the same weights: q (proposal), a (base) and pi (trained). Each step:
 

@@ -1,6 +1,6 @@
 //! Times full GDC++ training steps ([`tilt_bench::TrainStep`]) on the CPU (flex) and prints one
 //! line per step, for `compare/train_step.py`, which runs disco's `DPGTuner` on the same work.
-//! (`tilt-tests`' example of the same name runs it on the backend that crate is built with, a
+//! (`tilt-tests`' `throughput` example runs it on the backend that crate is built with, a
 //! GPU's included.)
 //!
 //! Usage: `cargo run --release -p tilt-bench --example train_step -- [gpt2-small|mini2] [BATCH]
