@@ -23,7 +23,7 @@
 #    `pack cuda` runs
 #      CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=target-cuda \
 #        cargo test --release -p tilt-tests --no-default-features --features cuda --no-run
-#    and the same `cargo build --release ... --example throughput`
+#    (which builds tilt-tests' examples too)
 #    (CUDARC_CUDA_VERSION=13000: there is no nvcc here, so cudarc would otherwise assume the
 #    newest CUDA it knows, 13.4; 13.0 is the oldest CUDA 13 API and runs on any CUDA 13
 #    driver. libcuda and NVRTC are loaded at run time.)
@@ -94,11 +94,9 @@ pack() {
         local json
         json="$(mktemp)"
         echo "== building $feature test binaries and the throughput example (CARGO_TARGET_DIR=$target_dir $*)"
+        # `cargo test --no-run` builds the crate's examples too, and names them in its JSON.
         env "$@" CARGO_TARGET_DIR="$target_dir" cargo test --release -p tilt-tests \
             --no-default-features --features "$feature" --no-run --message-format=json >"$json"
-        env "$@" CARGO_TARGET_DIR="$target_dir" cargo build --release -p tilt-tests \
-            --no-default-features --features "$feature" --example throughput \
-            --message-format=json >>"$json"
         rm -rf "${bundle:?}/bin/$feature" "${bundle:?}/bench/$feature"
         mkdir -p "$bundle/bin/$feature" "$bundle/bench/$feature"
         # Executables of tilt-tests' test targets, named after the target (tilt_tests, tests),
@@ -135,7 +133,7 @@ if tests == 0 or example == 0:
     sys.exit(f"cargo reported {tests} tilt-tests test executables and {example} examples")
 PY
         rm -f "$json"
-        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test --release -p tilt-tests --no-default-features --features $feature --no-run; the same cargo build --example throughput" >>"$info"
+        echo "$feature: env $* CARGO_TARGET_DIR=$target_dir cargo test --release -p tilt-tests --no-default-features --features $feature --no-run (tests and examples)" >>"$info"
     }
 
     if [[ "$which" == cuda || "$which" == all ]]; then

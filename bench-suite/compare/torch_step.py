@@ -66,7 +66,7 @@ class Step:
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=1.41e-5)
         self.prompt = torch.full((batch, 1), EOS, dtype=torch.long, device=device)
         self.log_weights = []
-        self.generator = torch.Generator(device=device).manual_seed(1)
+        torch.manual_seed(1)  # the samples (generate draws from the global generator)
 
     def sync(self):
         if self.device.type == "cuda":

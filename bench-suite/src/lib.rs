@@ -379,8 +379,8 @@ impl<B: AutodiffBackend> TrainStep<B> {
 }
 
 /// The command line of bench-suite's `train_step` example (flex) and tilt-tests' `throughput`
-/// example (the backend that crate is built with): `[gpt2-small|mini2] [BATCH] [NEW_TOKENS] [STEPS]` (defaults:
-/// gpt2-small 32 40 3), one line per step:
+/// example (the backend that crate is built with): `[gpt2-small|mini2] [BATCH] [NEW_TOKENS]
+/// [STEPS]` (defaults: gpt2-small 32 40 3), one line per step:
 /// `tilt-train-step seconds=<total> sample=<s> target=<s> policy=<s> optimizer=<s> loss=<l>`.
 /// Exits with status 2 and a message on a bad argument.
 pub fn train_step_main<B: AutodiffBackend>(device: &B::Device) {

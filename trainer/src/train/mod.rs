@@ -363,8 +363,8 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(())
     }
 
-    /// Checks that every peer holds the same π (and value head), then (the writing peer) writes plots, the
-    /// summary table, run.json and the final policy.
+    /// Checks that every peer holds the same π (and value head), then (the writing peer) writes
+    /// plots, the summary table, run.json and the final policy.
     fn finish(&mut self) -> Result<Option<PathBuf>> {
         let fingerprint = self
             .peer
