@@ -30,6 +30,7 @@ mod attention;
 mod cache;
 pub mod checkpoint;
 mod config;
+mod draw;
 mod error;
 #[cfg(feature = "hub")]
 pub mod hub;
@@ -47,7 +48,7 @@ pub use config::Gpt2Config;
 pub use error::{Error, Result};
 pub use model::{Block, Gpt2, Mlp};
 pub use policy::Policy;
-pub use sampler::{Samples, SamplingConfig, StopMode};
+pub use sampler::{Draw, Samples, SamplingConfig, StopMode};
 pub use scoring::SequenceBatch;
 pub use tokenizer::{END_OF_TEXT, Gpt2Tokenizer};
 pub use value::ValueHead;

@@ -7,6 +7,7 @@ use rand::{Rng, RngCore};
 use rayon::prelude::*;
 
 use crate::cache::KvCache;
+use crate::draw::draw_on_device;
 use crate::error::{Error, Result};
 use crate::model::Gpt2;
 use crate::scoring::SequenceBatch;
@@ -35,6 +36,23 @@ pub struct SamplingConfig {
     /// Id written at padding positions (left of short prompts, after a stop). `None` uses the
     /// model's `eos_token_id` (Hugging Face's choice for GPT-2). Never attended to or scored.
     pub pad_token_id: Option<u32>,
+    /// Where the next tokens are drawn.
+    pub draw: Draw,
+}
+
+/// Where [`Gpt2::sample`] draws the next tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Draw {
+    /// On the device when the warper is a temperature only (no top-k, no top-p), else on the
+    /// host.
+    #[default]
+    Auto,
+    /// On the host: each step's `[batch, vocab]` logits are read back, warped and drawn from
+    /// in double precision. Any warper.
+    Host,
+    /// On the model's device: the logits never leave it, and decoding does not wait for the
+    /// device at every token. Temperature only: top-k or top-p is an error.
+    Device,
 }
 
 impl SamplingConfig {
@@ -45,6 +63,7 @@ impl SamplingConfig {
             warper: Warper::ANCESTRAL,
             stop: StopMode::FixedLength,
             pad_token_id: None,
+            draw: Draw::Auto,
         }
     }
 
@@ -56,6 +75,26 @@ impl SamplingConfig {
     /// The same config with another warper.
     pub fn with_warper(self, warper: Warper) -> Self {
         Self { warper, ..self }
+    }
+
+    /// The same config drawing tokens where `draw` says.
+    pub fn with_draw(self, draw: Draw) -> Self {
+        Self { draw, ..self }
+    }
+
+    /// Whether tokens are drawn on the device; an error for [`Draw::Device`] with top-k or
+    /// top-p.
+    pub fn draws_on_device(&self) -> Result<bool> {
+        let tempered_only =
+            self.warper.top_k.is_none() && self.warper.top_p.is_none_or(|p| p >= 1.0);
+        match self.draw {
+            Draw::Auto => Ok(tempered_only),
+            Draw::Host => Ok(false),
+            Draw::Device if tempered_only => Ok(true),
+            Draw::Device => Err(Error::Input(
+                "drawing on the device supports temperature only, not top-k or top-p".into(),
+            )),
+        }
     }
 }
 
@@ -196,27 +235,198 @@ impl RowScratch {
     }
 }
 
+/// The error for sampled values that cannot be read back.
+fn read_error(what: &'static str) -> impl Fn(burn::tensor::DataError) -> Error {
+    move |e| Error::Input(format!("reading sampled {what}: {e:?}"))
+}
+
+/// A bool tensor's values on the host, row-major. Bools are read as integers: GPU backends
+/// store them as `u8` or `u32`, which `TensorData::into_vec::<bool>` refuses.
+fn host_bools<B: Backend, const D: usize>(
+    t: Tensor<B, D, Bool>,
+) -> std::result::Result<Vec<bool>, burn::tensor::DataError> {
+    let ints = t.int().into_data().convert::<i64>().into_vec::<i64>()?;
+    Ok(ints.into_iter().map(|v| v != 0).collect())
+}
+
+/// How many decoding steps [`Draw::Device`] runs between two checks of whether every row
+/// has stopped at end-of-sequence (each check waits for the device).
+const EOS_CHECK_EVERY: usize = 8;
+
+/// The host state of one sampling call: `[batch, capacity]` ids and mask, and the
+/// `[batch, max_new_tokens]` per-step results, row-major.
+struct Decoding {
+    batch: usize,
+    capacity: usize,
+    prompt_len: usize,
+    steps_max: usize,
+    pad: u32,
+    /// The end-of-sequence id when decoding stops at it.
+    stop_at: Option<u32>,
+    ids: Vec<u32>,
+    mask: Vec<bool>,
+    generated_mask: Vec<bool>,
+    sampling_lp: Vec<f32>,
+    model_lp: Vec<f32>,
+    /// Decoding steps run.
+    steps: usize,
+}
+
+impl Decoding {
+    /// Left-pads the prompts into a `[batch, prompt_len + steps_max]` state.
+    fn new(prompts: &[Vec<u32>], steps_max: usize, pad: u32, stop_at: Option<u32>) -> Self {
+        let batch = prompts.len();
+        let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let capacity = prompt_len + steps_max;
+        let mut ids = vec![pad; batch * capacity];
+        let mut mask = vec![false; batch * capacity];
+        for (b, p) in prompts.iter().enumerate() {
+            let start = b * capacity + prompt_len - p.len();
+            ids[start..start + p.len()].copy_from_slice(p);
+            mask[start..start + p.len()].fill(true);
+        }
+        Self {
+            batch,
+            capacity,
+            prompt_len,
+            steps_max,
+            pad,
+            stop_at,
+            ids,
+            mask,
+            generated_mask: vec![false; batch * steps_max],
+            sampling_lp: vec![0.0; batch * steps_max],
+            model_lp: vec![0.0; batch * steps_max],
+            steps: 0,
+        }
+    }
+
+    /// Columns `range` of the ids, `[batch, range.len()]`.
+    fn ids_tensor<B: Backend>(
+        &self,
+        range: std::ops::Range<usize>,
+        device: &B::Device,
+    ) -> Tensor<B, 2, Int> {
+        let data: Vec<i64> = (0..self.batch)
+            .flat_map(|b| {
+                let row = b * self.capacity;
+                self.ids[row + range.start..row + range.end].iter().map(|&x| i64::from(x))
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(data, [self.batch, range.len()]), device)
+    }
+
+    /// The first `len` columns of the mask, `[batch, len]`.
+    fn mask_tensor<B: Backend>(&self, len: usize, device: &B::Device) -> Tensor<B, 2, Bool> {
+        let data: Vec<bool> = (0..self.batch)
+            .flat_map(|b| self.mask[b * self.capacity..b * self.capacity + len].iter().copied())
+            .collect();
+        Tensor::from_data(TensorData::new(data, [self.batch, len]), device)
+    }
+
+    /// Records row `b`'s token at step `step`.
+    fn record(&mut self, b: usize, step: usize, token: u32, warped_lp: f32, model_lp: f32) {
+        let i = b * self.steps_max + step;
+        self.generated_mask[i] = true;
+        self.sampling_lp[i] = warped_lp;
+        self.model_lp[i] = model_lp;
+        let j = b * self.capacity + self.prompt_len + step;
+        self.ids[j] = token;
+        self.mask[j] = true;
+    }
+
+    /// The result, trimmed to the steps run.
+    fn into_samples<B: Backend>(self, device: &B::Device) -> Result<Samples<B>> {
+        let (batch, steps, steps_max, prompt_len) =
+            (self.batch, self.steps, self.steps_max, self.prompt_len);
+        let width = prompt_len + steps;
+        let rows = |v: &[u32]| -> Vec<u32> {
+            (0..batch)
+                .flat_map(|b| v[b * self.capacity..b * self.capacity + width].iter().copied())
+                .collect()
+        };
+        let token_ids = rows(&self.ids);
+        let attention_mask: Vec<bool> = (0..batch)
+            .flat_map(|b| self.mask[b * self.capacity..b * self.capacity + width].iter().copied())
+            .collect();
+        let keep = |v: &[f32]| -> Vec<f32> {
+            (0..batch)
+                .flat_map(|b| v[b * steps_max..b * steps_max + steps].iter().copied())
+                .collect()
+        };
+        let generated_mask: Vec<bool> = (0..batch)
+            .flat_map(|b| self.generated_mask[b * steps_max..b * steps_max + steps].iter().copied())
+            .collect();
+        let score_mask: Vec<bool> = (0..batch)
+            .flat_map(|b| {
+                let g = &generated_mask[b * steps..(b + 1) * steps];
+                std::iter::repeat_n(false, prompt_len).chain(g.iter().copied())
+            })
+            .collect();
+        let scoring = SequenceBatch::from_host(
+            &token_ids,
+            &attention_mask,
+            &score_mask,
+            [batch, width],
+            device,
+        )?;
+        Ok(Samples {
+            batch: scoring,
+            token_ids,
+            attention_mask,
+            prompt_len,
+            steps,
+            generated_mask,
+            sampling_log_probs: keep(&self.sampling_lp),
+            model_log_probs: keep(&self.model_lp),
+        })
+    }
+}
+
 impl<B: Backend> Gpt2<B> {
     /// Samples continuations of `prompts` (token ids, possibly of different lengths) as one
     /// batch, with KV-cached incremental decoding.
     ///
     /// Prompts are left-padded; the attention mask and position ids make each row's samples
     /// independent of the others. The KV cache is allocated once at `P + max_new_tokens`.
-    /// Each step reads the batch's next-token logits back to the host once; warping and
-    /// drawing happen there, from `rng` only (never burn's global RNG), so the same seed gives
-    /// the same samples on the same backend.
+    /// Randomness comes from `rng` only (never burn's global RNG), so the same seed gives the
+    /// same samples on the same backend. Where the tokens are drawn is
+    /// [`SamplingConfig::draw`]:
+    /// - on the host, each step reads the batch's next-token logits back once, and warps and
+    ///   draws there in double precision (rows in parallel), by inverting the CDF at one
+    ///   uniform per unfinished row, in row order;
+    /// - on the device, the logits stay there: each row draws a block of 128 tokens and then
+    ///   a token of that block, each by inverting a CDF in single precision, at two uniforms
+    ///   per row and step drawn up front (stopped rows included), and only the finished
+    ///   samples are read back. Decoding waits for the device only to check, every 8 steps,
+    ///   whether all rows have stopped at EOS.
+    ///
+    /// The two give different samples for the same seed, from the same distribution.
     ///
     /// Dropout: on an autodiff backend with positive dropout the model would drop units and
     /// record a graph; sample from `model.valid()` (or a model without dropout).
     ///
-    /// Errors on an empty or out-of-vocabulary prompt, invalid warper settings, or if the
-    /// longest prompt plus `max_new_tokens` exceeds `n_positions`.
+    /// Errors on an empty or out-of-vocabulary prompt, invalid warper settings, top-k or
+    /// top-p with [`Draw::Device`], or if the longest prompt plus `max_new_tokens` exceeds
+    /// `n_positions`.
     pub fn sample(
         &self,
         prompts: &[Vec<u32>],
         config: &SamplingConfig,
         rng: &mut dyn RngCore,
     ) -> Result<Samples<B>> {
+        let mut state = self.start_decoding(prompts, config)?;
+        let device = self.wte.weight.val().device();
+        if config.draws_on_device()? {
+            self.decode_on_device(&mut state, config.warper.temperature, rng, &device)?;
+        } else {
+            self.decode_on_host(&mut state, &config.warper, rng, &device)?;
+        }
+        state.into_samples(&device)
+    }
+
+    /// Checks the request and lays out the prompts.
+    fn start_decoding(&self, prompts: &[Vec<u32>], config: &SamplingConfig) -> Result<Decoding> {
         let model_config = self.config();
         let vocab = model_config.vocab_size;
         config.warper.validate()?;
@@ -236,8 +446,7 @@ impl<B: Backend> Gpt2<B> {
                 model_config.eos_token_id
             )));
         }
-        let batch = prompts.len();
-        if batch == 0 {
+        if prompts.is_empty() {
             return Err(Error::Input("no prompts".into()));
         }
         for (b, p) in prompts.iter().enumerate() {
@@ -251,59 +460,48 @@ impl<B: Backend> Gpt2<B> {
             }
         }
         let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let capacity = prompt_len + config.max_new_tokens;
-        if capacity > model_config.n_positions {
+        if prompt_len + config.max_new_tokens > model_config.n_positions {
             return Err(Error::Input(format!(
                 "prompt length {prompt_len} + {} new tokens exceeds n_positions {}",
                 config.max_new_tokens, model_config.n_positions
             )));
         }
+        let stop_at = eos.filter(|_| config.stop == StopMode::AtEos);
+        Ok(Decoding::new(prompts, config.max_new_tokens, pad, stop_at))
+    }
 
-        let device = self.wte.weight.val().device();
-        // Host state: ids and mask grow by one column per step ([batch, capacity], row-major).
-        let mut ids = vec![pad; batch * capacity];
-        let mut mask = vec![false; batch * capacity];
-        for (b, p) in prompts.iter().enumerate() {
-            let start = b * capacity + prompt_len - p.len();
-            ids[start..start + p.len()].copy_from_slice(p);
-            mask[start..start + p.len()].fill(true);
-        }
-        let steps_max = config.max_new_tokens;
-        let mut generated_mask = vec![false; batch * steps_max];
-        let mut sampling_lp = vec![0.0f32; batch * steps_max];
-        let mut model_lp = vec![0.0f32; batch * steps_max];
-        let mut finished = vec![false; batch];
+    /// The next-token logits of the last position, `[batch, vocab]` in float 32.
+    fn next_logits(
+        &self,
+        input: Tensor<B, 2, Int>,
+        mask: Tensor<B, 2, Bool>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 2> {
+        let hidden = self.forward_hidden(input, Some(mask), Some(cache));
+        let [batch, seq, d] = hidden.dims();
+        self.lm_head(hidden.slice([0..batch, seq - 1..seq, 0..d]))
+            .reshape([batch, self.config().vocab_size])
+            .cast(FloatDType::F32)
+    }
 
-        let mut cache = KvCache::new(model_config, batch, capacity, &device);
-        let column = |ids: &[u32], range: std::ops::Range<usize>| -> Tensor<B, 2, Int> {
-            let width = range.len();
-            let data: Vec<i64> = (0..batch)
-                .flat_map(|b| {
-                    ids[b * capacity + range.start..b * capacity + range.end]
-                        .iter()
-                        .map(|&x| i64::from(x))
-                })
-                .collect();
-            Tensor::from_data(TensorData::new(data, [batch, width]), &device)
-        };
-        let mask_tensor = |mask: &[bool], len: usize| -> Tensor<B, 2, Bool> {
-            let data: Vec<bool> = (0..batch)
-                .flat_map(|b| mask[b * capacity..b * capacity + len].iter().copied())
-                .collect();
-            Tensor::from_data(TensorData::new(data, [batch, len]), &device)
-        };
-
-        let identity = config.warper.is_identity();
-        let mut steps = 0;
-        let mut input = column(&ids, 0..prompt_len);
-        for step in 0..steps_max {
-            let filled = prompt_len + step;
-            let hidden =
-                self.forward_hidden(input, Some(mask_tensor(&mask, filled)), Some(&mut cache));
-            let [_, seq, d] = hidden.dims();
+    /// Decoding with the draws on the host ([`Draw::Host`]).
+    fn decode_on_host(
+        &self,
+        state: &mut Decoding,
+        warper: &Warper,
+        rng: &mut dyn RngCore,
+        device: &B::Device,
+    ) -> Result<()> {
+        let vocab = self.config().vocab_size;
+        let mut cache = KvCache::new(self.config(), state.batch, state.capacity, device);
+        let identity = warper.is_identity();
+        let mut finished = vec![false; state.batch];
+        let mut input = state.ids_tensor(0..state.prompt_len, device);
+        for step in 0..state.steps_max {
+            let filled = state.prompt_len + step;
+            let mask = state.mask_tensor(filled, device);
             let logits = self
-                .lm_head(hidden.slice([0..batch, seq - 1..seq, 0..d]))
-                .cast(FloatDType::F32)
+                .next_logits(input, mask, &mut cache)
                 .into_data()
                 .convert::<f32>()
                 .into_vec::<f32>()
@@ -316,68 +514,96 @@ impl<B: Backend> Gpt2<B> {
                 .par_chunks(vocab)
                 .zip(uniforms.par_iter())
                 .map_init(RowScratch::default, |scratch, (row, u)| {
-                    u.map(|u| scratch.draw(row, u, identity, &config.warper))
+                    u.map(|u| scratch.draw(row, u, identity, warper))
                 })
                 .collect();
             for (b, d) in drawn.into_iter().enumerate() {
-                let Some(Drawn { token, warped_lp, model_lp: lp }) = d else { continue };
-                let i = b * steps_max + step;
-                generated_mask[i] = true;
-                sampling_lp[i] = warped_lp as f32;
-                model_lp[i] = lp as f32;
-                ids[b * capacity + filled] = token as u32;
-                mask[b * capacity + filled] = true;
-                if config.stop == StopMode::AtEos && Some(token as u32) == eos {
+                let Some(Drawn { token, warped_lp, model_lp }) = d else { continue };
+                state.record(b, step, token as u32, warped_lp as f32, model_lp as f32);
+                if state.stop_at == Some(token as u32) {
                     finished[b] = true;
                 }
             }
-            steps = step + 1;
+            state.steps = step + 1;
             if finished.iter().all(|&f| f) {
                 break;
             }
-            input = column(&ids, filled..filled + 1);
+            input = state.ids_tensor(filled..filled + 1, device);
         }
+        Ok(())
+    }
 
-        // Trim to the steps actually run.
-        let width = prompt_len + steps;
-        let trim = |v: &[u32]| -> Vec<u32> {
-            (0..batch).flat_map(|b| v[b * capacity..b * capacity + width].iter().copied()).collect()
-        };
-        let token_ids = trim(&ids);
-        let attention_mask: Vec<bool> = (0..batch)
-            .flat_map(|b| mask[b * capacity..b * capacity + width].iter().copied())
-            .collect();
-        let keep = |v: &[f32]| -> Vec<f32> {
-            (0..batch)
-                .flat_map(|b| v[b * steps_max..b * steps_max + steps].iter().copied())
-                .collect()
-        };
-        let generated_mask: Vec<bool> = (0..batch)
-            .flat_map(|b| generated_mask[b * steps_max..b * steps_max + steps].iter().copied())
-            .collect();
-        let score_mask: Vec<bool> = (0..batch)
-            .flat_map(|b| {
-                let g = &generated_mask[b * steps..(b + 1) * steps];
-                std::iter::repeat_n(false, prompt_len).chain(g.iter().copied())
-            })
-            .collect();
-        let scoring = SequenceBatch::from_host(
-            &token_ids,
-            &attention_mask,
-            &score_mask,
-            [batch, width],
-            &device,
-        )?;
-        Ok(Samples {
-            batch: scoring,
-            token_ids,
-            attention_mask,
-            prompt_len,
-            steps,
-            generated_mask,
-            sampling_log_probs: keep(&sampling_lp),
-            model_log_probs: keep(&model_lp),
-        })
+    /// Decoding with the draws on the device ([`Draw::Device`]).
+    fn decode_on_device(
+        &self,
+        state: &mut Decoding,
+        temperature: f64,
+        rng: &mut dyn RngCore,
+        device: &B::Device,
+    ) -> Result<()> {
+        let (batch, steps_max) = (state.batch, state.steps_max);
+        if steps_max == 0 {
+            return Ok(());
+        }
+        // Two per row and step (block, then token), step-major, rows in order.
+        let uniforms: Vec<f32> =
+            (0..steps_max * batch * 2).map(|_| rng.random::<f64>() as f32).collect();
+        let uniforms =
+            Tensor::<B, 3>::from_data(TensorData::new(uniforms, [steps_max, batch, 2]), device);
+        let mut cache = KvCache::new(self.config(), batch, state.capacity, device);
+        let every_row =
+            Tensor::<B, 2, Bool>::from_data(TensorData::new(vec![true; batch], [batch, 1]), device);
+        let mut finished = every_row.clone().bool_not();
+        let mut input = state.ids_tensor(0..state.prompt_len, device);
+        let mut mask = state.mask_tensor(state.prompt_len, device);
+        let (mut tokens, mut generated, mut warped, mut model) = (vec![], vec![], vec![], vec![]);
+        for step in 0..steps_max {
+            let logits = self.next_logits(input, mask.clone(), &mut cache);
+            let u = uniforms.clone().slice([step..step + 1, 0..batch, 0..2]).reshape([batch, 2]);
+            let draws = draw_on_device(logits, u, temperature);
+            let (token, live) = match state.stop_at {
+                Some(eos) => {
+                    let token = draws.tokens.mask_fill(finished.clone(), state.pad as i64);
+                    let live = finished.clone().bool_not();
+                    finished = finished.bool_or(token.clone().equal_elem(eos as i64));
+                    (token, live)
+                }
+                None => (draws.tokens, every_row.clone()),
+            };
+            let stopped = live.clone().bool_not();
+            warped.push(draws.warped_log_probs.mask_fill(stopped.clone(), 0.0));
+            model.push(draws.model_log_probs.mask_fill(stopped, 0.0));
+            mask = Tensor::cat(vec![mask, live.clone()], 1);
+            tokens.push(token.clone());
+            generated.push(live);
+            input = token;
+            let check = state.stop_at.is_some() && (step + 1) % EOS_CHECK_EVERY == 0;
+            if check && host_bools(finished.clone().all()).map_err(read_error("stops"))? == [true] {
+                break;
+            }
+        }
+        let tokens: Vec<i64> = Tensor::cat(tokens, 1)
+            .into_data()
+            .convert::<i64>()
+            .into_vec()
+            .map_err(read_error("tokens"))?;
+        let generated: Vec<bool> =
+            host_bools(Tensor::cat(generated, 1)).map_err(read_error("mask"))?;
+        let floats =
+            |v: Vec<Tensor<B, 2>>| Tensor::cat(v, 1).into_data().convert::<f32>().into_vec::<f32>();
+        let warped = floats(warped).map_err(read_error("log-probs"))?;
+        let model = floats(model).map_err(read_error("log-probs"))?;
+        let run = generated.len() / batch;
+        for b in 0..batch {
+            for t in 0..run {
+                let i = b * run + t;
+                if generated[i] {
+                    state.record(b, t, tokens[i] as u32, warped[i], model[i]);
+                    state.steps = state.steps.max(t + 1);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Per-token log-probs of the batch's tokens under the **warped** next-token distribution
@@ -411,8 +637,7 @@ impl<B: Backend> Gpt2<B> {
             .convert::<i64>()
             .into_vec()
             .map_err(|e| Error::Input(format!("{e:?}")))?;
-        let scored: Vec<bool> =
-            batch.score_mask.to_data().into_vec().map_err(|e| Error::Input(format!("{e:?}")))?;
+        let scored = host_bools(batch.score_mask.clone()).map_err(read_error("score mask"))?;
         let (mut row, mut scratch) = (Vec::new(), Vec::new());
         for r in 0..b {
             for t in 1..seq {

@@ -3,7 +3,9 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tilt_policies::{Gpt2, Gpt2Config, Samples, SamplingConfig, StopMode, Warper, checkpoint};
+use tilt_policies::{
+    Draw, Gpt2, Gpt2Config, Samples, SamplingConfig, StopMode, Warper, checkpoint,
+};
 
 use crate::common::*;
 
@@ -129,13 +131,107 @@ fn stop_at_eos_masks_the_rest() {
 #[test]
 fn same_seed_same_samples() {
     let model = fixture_model();
-    let config = SamplingConfig::fixed_length(8);
-    let run =
-        |seed| model.sample(&prompts(), &config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
-    let (a, b, c) = (run(5), run(5), run(6));
-    assert_eq!(a.token_ids, b.token_ids);
-    assert_eq!(a.sampling_log_probs, b.sampling_log_probs);
-    assert_ne!(a.token_ids, c.token_ids);
+    for draw in [Draw::Host, Draw::Device] {
+        let config = SamplingConfig::fixed_length(8).with_draw(draw);
+        let run =
+            |seed| model.sample(&prompts(), &config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        let (a, b, c) = (run(5), run(5), run(6));
+        assert_eq!(a.token_ids, b.token_ids);
+        assert_eq!(a.sampling_log_probs, b.sampling_log_probs);
+        assert_ne!(a.token_ids, c.token_ids);
+    }
+}
+
+/// Over a vocabulary of several blocks (the device draw's two stages), the empirical
+/// distribution of one sampled token matches the model's, for both draws: Pearson's
+/// chi-square over the 300 tokens.
+#[test]
+fn both_draws_follow_the_model_over_a_large_vocabulary() {
+    let device = Default::default();
+    let model = Gpt2Config::tiny().with_vocab_size(300).init_seeded::<B>(&device, 5);
+    let n = 30_000;
+    let prompts = vec![vec![7u32, 250]; n];
+    for (seed, draw) in [(1, Draw::Host), (2, Draw::Device)] {
+        let config = SamplingConfig::fixed_length(1).with_draw(draw);
+        let s = model.sample(&prompts, &config, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();
+        let log_p = to_vec(model.forward(
+            burn::tensor::Tensor::from_data([[7i64, 250]], &device),
+            None,
+            None,
+        ));
+        let logits = &log_p[300..600];
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f64> = logits.iter().map(|&x| f64::from(x - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let mut counts = vec![0usize; 300];
+        for g in s.generated() {
+            counts[g[0] as usize] += 1;
+        }
+        let chi2: f64 = counts
+            .iter()
+            .zip(&weights)
+            .map(|(&c, &w)| {
+                let expected = n as f64 * w / total;
+                (c as f64 - expected).powi(2) / expected
+            })
+            .sum();
+        // 299 degrees of freedom: mean 299, standard deviation 24.5; this is 5 of them above.
+        eprintln!("{draw:?}: chi-square {chi2:.1} over 299 degrees of freedom");
+        assert!(chi2 < 421.0, "{draw:?}: chi-square {chi2}");
+    }
+}
+
+#[test]
+fn device_draws_stop_at_eos() {
+    // Vocabulary of 6 with eos = 0: every row stops, most within a few steps.
+    let device = Default::default();
+    let model = Gpt2Config::tiny().with_vocab_size(6).init_seeded::<B>(&device, 21);
+    let config = SamplingConfig::until_eos(29).with_draw(Draw::Device);
+    let prompts: Vec<Vec<u32>> = (0..12).map(|i| vec![1 + (i % 5); 1 + (i as usize % 3)]).collect();
+    let s = model.sample(&prompts, &config, &mut ChaCha8Rng::seed_from_u64(4)).unwrap();
+    let generated = s.generated();
+    let width = s.prompt_len + s.steps;
+    for (b, g) in generated.iter().enumerate() {
+        if let Some(k) = g.iter().position(|&t| t == 0) {
+            assert_eq!(k, g.len() - 1, "row {b}: tokens after EOS");
+            for t in g.len()..s.steps {
+                assert!(!s.generated_mask[b * s.steps + t]);
+                assert!(!s.attention_mask[b * width + s.prompt_len + t]);
+                assert_eq!(s.token_ids[b * width + s.prompt_len + t], 0, "pad id = eos");
+                assert_eq!(s.model_log_probs[b * s.steps + t], 0.0);
+            }
+        } else {
+            assert_eq!(g.len(), s.steps, "row {b} neither stopped nor ran to the end");
+        }
+    }
+    // Trimmed to the last step any row generated, though the device ran to a check.
+    assert_eq!(s.steps, generated.iter().map(Vec::len).max().unwrap());
+    assert!(s.steps < 29, "every row should stop within 29 steps");
+    check_against_scoring(&model, &s, &config.warper);
+}
+
+#[test]
+fn device_draws_refuse_top_k_and_top_p() {
+    let model = fixture_model();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for warper in [
+        Warper { top_k: Some(5), ..Warper::ANCESTRAL },
+        Warper { top_p: Some(0.9), ..Warper::ANCESTRAL },
+    ] {
+        let device = SamplingConfig::fixed_length(2).with_warper(warper).with_draw(Draw::Device);
+        let err = model.sample(&prompts(), &device, &mut rng).unwrap_err().to_string();
+        assert!(err.contains("temperature only"), "{err}");
+        // Auto draws those on the host.
+        let auto = device.with_draw(Draw::Auto);
+        assert!(!auto.draws_on_device().unwrap());
+        assert!(model.sample(&prompts(), &auto, &mut rng).is_ok());
+    }
+    let tempered = SamplingConfig::fixed_length(2).with_warper(Warper {
+        temperature: 0.8,
+        top_p: Some(1.0),
+        ..Warper::ANCESTRAL
+    });
+    assert!(tempered.draws_on_device().unwrap());
 }
 
 #[test]
@@ -157,8 +253,14 @@ fn samples_follow_the_warped_distribution() {
     let model = Gpt2Config::tiny().with_vocab_size(6).init_seeded::<B>(&device, 2);
     let n = 3000;
     let prompts = vec![vec![3u32, 1]; n];
-    for warper in [Warper::ANCESTRAL, Warper { top_k: Some(3), temperature: 0.5, top_p: None }] {
-        let config = SamplingConfig::fixed_length(1).with_warper(warper);
+    let cases = [
+        (Warper::ANCESTRAL, Draw::Host),
+        (Warper::ANCESTRAL, Draw::Device),
+        (Warper { temperature: 0.5, ..Warper::ANCESTRAL }, Draw::Device),
+        (Warper { top_k: Some(3), temperature: 0.5, top_p: None }, Draw::Host),
+    ];
+    for (warper, draw) in cases {
+        let config = SamplingConfig::fixed_length(1).with_warper(warper).with_draw(draw);
         let s = model.sample(&prompts, &config, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
         let mut counts = [0usize; 6];
         let mut prob = [f32::NEG_INFINITY; 6];
