@@ -13,8 +13,16 @@ use tilt_trainer::train::{RunOptions, run};
 /// probability of a word or letter coherently.
 const BASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../trainer/assets/tilt-mini");
 
-/// GDC++ toward "every text mentions family" (13 words; about 5% of tilt-mini's 16-token
-/// texts), 64 samples per step.
+/// GDC++ toward "every text mentions a woman" (12 words; about 16% of tilt-mini's 16-token
+/// texts, so KL(p‖a) = −log Z ≈ 1.9), 64 samples per step.
+///
+/// Chosen so that 12 steps move π toward p whatever the seed: in release runs of this
+/// config (`tilt train`, 512 evaluation samples) KL(p‖π) fell by 0.46, 0.66, 1.13 and 0.94
+/// nats with seeds 5 to 8 (tokens drawn on the device) and by 0.74 with seed 5 drawn on the
+/// host. The earlier target, the 13 family words (5% of texts: about 3 samples of each batch
+/// inside p's support) at learning rate 5e-5, left KL(p‖π) after 12 steps up or down with the
+/// seed (4,096 evaluation samples, seeds 5 and 6, each draw: +0.43, −0.27, +0.35, −0.48 nats)
+/// while E[family] rose 5×.
 fn config(dir: &Path, steps: u64) -> PathBuf {
     let text = format!(
         r#"
@@ -26,11 +34,11 @@ base = "{BASE}"
 dropout = 0.0
 
 [[constraints]]
-name = "family"
+name = "female"
 pointwise = true
 feature = {{ kind = "wordlist", case_sensitive = false, words = [
-  "mother", "father", "sister", "brother", "daughter", "son", "wife", "husband",
-  "family", "marriage", "married", "children", "child",
+  "she", "her", "woman", "women", "girl", "lady", "mother", "wife",
+  "daughter", "sister", "miss", "mrs",
 ] }}
 
 [estimator]
@@ -42,7 +50,7 @@ batch_size = 64
 minibatch_size = 64
 
 [optimizer]
-lr = 5e-5
+lr = 2e-5
 
 [schedule]
 warmup_steps = 1
@@ -72,7 +80,7 @@ interval = {steps}
 }
 
 fn moment(r: &EvalRecord) -> f64 {
-    r.moments["family"]
+    r.moments["female"]
 }
 
 #[test]
@@ -88,13 +96,13 @@ fn gdc_pp_moves_the_moment_to_its_target_and_pi_toward_p() {
     let (first, last) = (records.first().unwrap(), records.last().unwrap());
     let (kl0, kl1) = (first.kl_p_pi.unwrap(), last.kl_p_pi.unwrap());
     eprintln!(
-        "[{}] E[family] {:.3} -> {:.3} (target 1), KL(p‖π) {kl0:.3} -> {kl1:.3}, KL(π‖a) {:.3}",
+        "[{}] E[female] {:.3} -> {:.3} (target 1), KL(p‖π) {kl0:.3} -> {kl1:.3}, KL(π‖a) {:.3}",
         tilt_tests::BACKEND,
         moment(first),
         moment(last),
         last.kl_pi_a.unwrap()
     );
     // The moment at least doubles, and π gets closer to p.
-    assert!(moment(last) > 2.0 * moment(first), "E[family] {} -> {}", moment(first), moment(last));
+    assert!(moment(last) > 2.0 * moment(first), "E[female] {} -> {}", moment(first), moment(last));
     assert!(kl1 < kl0 - 0.1, "KL(p‖π) {kl0} -> {kl1}");
 }
