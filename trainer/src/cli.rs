@@ -285,6 +285,10 @@ pub struct SampleArgs {
     /// Stop each sample at end-of-text.
     #[arg(long)]
     pub stop_at_eos: bool,
+    /// Where each next token is drawn: on the device without top-k / top-p (auto), on the
+    /// host (host), or on the device (device; temperature only).
+    #[arg(long, value_enum, default_value_t = crate::config::SamplingDraw::Auto)]
+    pub draw: crate::config::SamplingDraw,
     /// Seed.
     #[arg(long, default_value_t = 12)]
     pub seed: u64,
@@ -569,6 +573,7 @@ fn sample(args: &SampleArgs) -> Result<()> {
             top_k: args.top_k,
             top_p: args.top_p,
             stop_at_eos: args.stop_at_eos,
+            draw: args.draw,
         },
         n: args.n as usize,
         seed: args.seed,

@@ -67,6 +67,11 @@ impl SampleJob {
         if s.top_k == Some(0) {
             return bad("--top-k must be at least 1 (leave it out to disable)".into());
         }
+        if s.draw == crate::config::SamplingDraw::Device && (s.top_k.is_some() || s.top_p < 1.0) {
+            return bad("--draw device draws with a temperature only: drop --top-k and --top-p, \
+                        or use --draw auto or host"
+                .into());
+        }
         for (flag, p) in [("--model", &self.model), ("--tokenizer", &self.tokenizer)] {
             if !p.exists() {
                 return bad(format!("{flag} {}: no such file or directory", p.display()));

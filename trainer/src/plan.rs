@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{
     Backend, Baseline, BetaControl, Config, ConfigError, ConfigSource, ConstraintSpec, DeviceSpec,
     EstimatorKind, EvalConfig, FDivergence, Issue, KlPenalty, OptimizerKind, ProposalCriterion,
-    RewardSource, ScheduleKind, SourceMap, constraint_name,
+    RewardSource, SamplingDraw, ScheduleKind, SourceMap, constraint_name,
 };
 
 /// REINFORCE's baseline.
@@ -185,6 +185,8 @@ pub struct Sampling {
     pub top_p: f64,
     /// Stop at end-of-text.
     pub stop_at_eos: bool,
+    /// Where tokens are drawn.
+    pub draw: SamplingDraw,
 }
 
 /// The KL-adaptive proposal's settings (off-policy estimators).
@@ -583,6 +585,13 @@ impl Plan {
             c.fail("sampling.top_k", "must be at least 1 (remove it to disable top-k)");
         }
         c.probability_mass("sampling.top_p", sp.top_p);
+        if sp.draw == SamplingDraw::Device && (sp.top_k.is_some() || sp.top_p < 1.0) {
+            c.fail(
+                "sampling.draw",
+                "\"device\" draws with a temperature only: remove sampling.top_k and set \
+                 sampling.top_p = 1, or use \"auto\" or \"host\"",
+            );
+        }
         if sp.prompt.as_deref() == Some("") {
             c.fail("sampling.prompt", "must not be empty (remove it to start from end-of-text)");
         }
@@ -723,6 +732,7 @@ impl Plan {
                 top_k: sp.top_k,
                 top_p: sp.top_p,
                 stop_at_eos: sp.stop_at_eos,
+                draw: sp.draw,
             },
             proposal,
             lambda_fit,
@@ -961,13 +971,15 @@ impl fmt::Display for Plan {
         let s = &self.sampling;
         writeln!(
             f,
-            "sampling      {} new tokens from {}; temperature {} top-k {} top-p {} stop at EOS {}",
+            "sampling      {} new tokens from {}; temperature {} top-k {} top-p {} stop at EOS {}, \
+             drawn {:?}",
             s.new_tokens,
             s.prompt.as_deref().map_or("<end-of-text>".to_owned(), |p| format!("{p:?}")),
             s.temperature,
             s.top_k.map_or("off".to_owned(), |k| k.to_string()),
             s.top_p,
-            s.stop_at_eos
+            s.stop_at_eos,
+            s.draw
         )?;
         match &self.proposal {
             Some(p) => writeln!(

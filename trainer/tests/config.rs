@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use tilt_trainer::config::{ConfigSource, OptimizerKind, ProposalCriterion};
+use tilt_trainer::config::{ConfigSource, OptimizerKind, ProposalCriterion, SamplingDraw};
 use tilt_trainer::plan::{Beta, Estimator, Plan};
 
 const MINIMAL: &str = r#"
@@ -245,6 +245,24 @@ fn top_p_outside_unit_interval() {
     }
     let text = with("[sampling]\ntop_k = 0\n");
     error(&text, "sampling.top_k", line_of(&text, "top_k"));
+}
+
+#[test]
+fn device_draws_take_a_temperature_only() {
+    let p = plan(&with("[sampling]\ndraw = \"device\"\ntemperature = 0.8\n")).unwrap();
+    assert_eq!(p.sampling.draw, SamplingDraw::Device);
+    assert_eq!(plan(MINIMAL).unwrap().sampling.draw, SamplingDraw::Auto);
+    for extra in ["top_k = 40", "top_p = 0.9"] {
+        let text = with(&format!("[sampling]\ndraw = \"device\"\n{extra}\n"));
+        let e = error(&text, "sampling.draw", line_of(&text, "draw"));
+        assert!(e.contains("temperature only"), "{e}");
+        // Auto and host draw those on the host.
+        for other in ["auto", "host"] {
+            plan(&with(&format!("[sampling]\ndraw = \"{other}\"\n{extra}\n"))).unwrap();
+        }
+    }
+    let text = with("[sampling]\ndraw = \"gpu\"\n");
+    error(&text, "sampling.draw", line_of(&text, "draw"));
 }
 
 #[test]

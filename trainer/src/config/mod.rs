@@ -50,6 +50,7 @@
 //! temperature = 1.0
 //! top_p = 1.0
 //! stop_at_eos = false
+//! draw = "auto"           # auto (device without top-k/top-p) | host | device
 //!
 //! [proposal]
 //! criterion = "kl"        # kl | tvd | interval | never

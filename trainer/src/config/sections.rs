@@ -418,6 +418,22 @@ pub struct SamplingConfig {
     pub top_p: f64,
     /// Stop a sample at the end-of-text token (paper: false, always `new_tokens` tokens).
     pub stop_at_eos: bool,
+    /// Where the training samples' tokens are drawn (default: auto).
+    pub draw: SamplingDraw,
+}
+
+/// `sampling.draw`: where the sampler draws each next token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingDraw {
+    /// On the device without top-k / top-p, else on the host.
+    #[default]
+    Auto,
+    /// On the host: each step's logits are read back (any warper; double precision).
+    Host,
+    /// On the device: the logits stay there (temperature only: an error with top-k or
+    /// top-p; evaluation samples with `eval.top_p` below 1 are drawn on the host).
+    Device,
 }
 
 impl Default for SamplingConfig {
@@ -429,6 +445,7 @@ impl Default for SamplingConfig {
             top_k: None,
             top_p: 1.0,
             stop_at_eos: false,
+            draw: SamplingDraw::Auto,
         }
     }
 }

@@ -6,9 +6,10 @@ use burn::tensor::backend::Backend;
 use rand::RngCore;
 use tilt_constraints::Sample;
 use tilt_policies::{
-    Gpt2, Gpt2Tokenizer, SamplingConfig, SequenceBatch, StopMode, ValueHead, Warper,
+    Draw, Gpt2, Gpt2Tokenizer, SamplingConfig, SequenceBatch, StopMode, ValueHead, Warper,
 };
 
+use crate::config::SamplingDraw;
 use crate::plan::Sampling;
 
 /// One chunk of sampled sequences, in the sampler's row layout `[rows, prompt_len + steps]`.
@@ -130,13 +131,24 @@ impl Sampler {
         } else {
             SamplingConfig::fixed_length(sampling.new_tokens as usize)
         };
-        Ok(Self { prompt, config: base.with_warper(warper), chunk: chunk.max(1) })
+        let draw = match sampling.draw {
+            SamplingDraw::Auto => Draw::Auto,
+            SamplingDraw::Host => Draw::Host,
+            SamplingDraw::Device => Draw::Device,
+        };
+        let config = base.with_warper(warper).with_draw(draw);
+        config.draws_on_device().context("sampling.draw")?;
+        Ok(Self { prompt, config, chunk: chunk.max(1) })
     }
 
-    /// The same sampler with nucleus mass `top_p` (evaluation).
+    /// The same sampler with nucleus mass `top_p` (evaluation); drawn on the host if
+    /// `top_p` is below 1 (the device draws with a temperature only).
     pub fn with_top_p(&self, top_p: f64) -> Self {
         let mut s = self.clone();
         s.config.warper.top_p = (top_p < 1.0).then_some(top_p);
+        if s.config.draws_on_device().is_err() {
+            s.config.draw = Draw::Host;
+        }
         s
     }
 
