@@ -54,8 +54,9 @@
 #                                           TF32 tolerances of tests/src/backend.rs apply)
 #      tch binaries   TILT_DEVICE=cuda:0   with NVIDIA_TF32_OVERRIDE=0 (full f32 in cuBLAS)
 #      throughput     GPU_CHECK_ROUNDS (2) alternating rounds, each process fresh: tilt's
-#                     throughput example on cuda and on tch, then torch_step.py with TF32 off
-#                     and on; GPT-2 small (random weights), GPU_CHECK_BATCH (64) sequences of
+#                     throughput example on cuda (in round 1 also with TILT_DRAW=host: the
+#                     logits read back at every token) and on tch, then torch_step.py with
+#                     TF32 off and on; GPT-2 small (random weights), GPU_CHECK_BATCH (64) sequences of
 #                     GPU_CHECK_NEW_TOKENS (40), one untimed step then GPU_CHECK_STEPS (3)
 #                     timed ones; a summary with the medians and the ratios tilt / torch
 #                     (GPU_CHECK_DEVICE, default cuda:0, runs it elsewhere: cpu for a dry run)
@@ -286,6 +287,10 @@ run() {
     for ((r = 1; r <= rounds; r++)); do
         [[ -x "$bundle/bench/cuda/throughput" ]] && run_one "throughput round $r: tilt cuda (CubeCL)" 150 \
             env "${common[@]}" TILT_DEVICE="$dev" LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+            "$bundle/bench/cuda/throughput" "${tp[@]}"
+        # Once: the same with each step's logits read back and drawn on the host (TILT_DRAW).
+        ((r == 1)) && [[ -x "$bundle/bench/cuda/throughput" ]] && run_one "throughput round $r: tilt cuda (CubeCL), host draws" 150 \
+            env "${common[@]}" TILT_DEVICE="$dev" TILT_DRAW=host LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
             "$bundle/bench/cuda/throughput" "${tp[@]}"
         [[ -x "$bundle/bench/tch/throughput" ]] && run_one "throughput round $r: tilt tch" 90 \
             env "${tch_env[@]}" TILT_DEVICE="$dev" "$bundle/bench/tch/throughput" "${tp[@]}"

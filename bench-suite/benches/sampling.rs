@@ -8,14 +8,15 @@
 //!
 //! With `TILT_SAMPLING_ONCE=<n>` in the environment the binary skips criterion and times `n`
 //! sampling calls directly (one line per call: `tilt-sampling seconds=<s> tokens_per_s=<t>`),
-//! for machines too busy or slow for criterion's ten samples.
+//! for machines too busy or slow for criterion's ten samples; `TILT_DRAW=host|device|auto`
+//! chooses where tokens are drawn in that mode. Criterion times both draws.
 use std::time::{Duration, Instant};
 
 use burn::backend::Flex;
 use criterion::{Criterion, Throughput, criterion_group};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tilt_policies::{Gpt2, Gpt2Config, SamplingConfig};
+use tilt_policies::{Draw, Gpt2, Gpt2Config, SamplingConfig};
 
 const BATCH: usize = 32;
 const NEW_TOKENS: usize = 40;
@@ -40,6 +41,10 @@ fn sampling(c: &mut Criterion) {
     group.bench_function("gpt2-small-b32-t40", |b| {
         b.iter(|| model.sample(&prompts, &sampling, &mut rng).expect("valid request"))
     });
+    let host = sampling.with_draw(Draw::Host);
+    group.bench_function("gpt2-small-b32-t40-host-draw", |b| {
+        b.iter(|| model.sample(&prompts, &host, &mut rng).expect("valid request"))
+    });
     group.finish();
 }
 
@@ -49,6 +54,7 @@ fn main() {
     if let Some(n) = std::env::var("TILT_SAMPLING_ONCE").ok().and_then(|v| v.parse::<usize>().ok())
     {
         let (model, prompts, sampling) = setup();
+        let sampling = sampling.with_draw(tilt_bench::draw_from_env());
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         for _ in 0..n {
             let start = Instant::now();

@@ -25,7 +25,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tilt_estimators::{Dpg, Estimator, EstimatorOutput, ScoredBatch};
-use tilt_policies::{Gpt2, Gpt2Config, SamplingConfig, SequenceBatch};
+use tilt_policies::{Draw, Gpt2, Gpt2Config, SamplingConfig, SequenceBatch};
 
 /// The CPU autodiff backend the estimator benchmarks run on (`flex`, the crate's default).
 #[cfg(feature = "flex")]
@@ -329,6 +329,12 @@ impl<B: AutodiffBackend> TrainStep<B> {
         B::sync(&self.device).expect("the device finishes its work");
     }
 
+    /// Draws q's tokens where `draw` says (default: [`Draw::Auto`]).
+    pub fn with_draw(mut self, draw: Draw) -> Self {
+        self.sampling = self.sampling.with_draw(draw);
+        self
+    }
+
     /// One step with learning rate `lr`; returns its timings and the loss.
     pub fn step(&mut self, lr: f64) -> (StepTimes, f64) {
         self.sync();
@@ -380,7 +386,8 @@ impl<B: AutodiffBackend> TrainStep<B> {
 
 /// The command line of bench-suite's `train_step` example (flex) and tilt-tests' `throughput`
 /// example (the backend that crate is built with): `[gpt2-small|mini2] [BATCH] [NEW_TOKENS]
-/// [STEPS]` (defaults: gpt2-small 32 40 3), one line per step:
+/// [STEPS]` (defaults: gpt2-small 32 40 3), with `TILT_DRAW=host|device|auto` (default auto)
+/// choosing where q's tokens are drawn; one line per step:
 /// `tilt-train-step seconds=<total> sample=<s> target=<s> policy=<s> optimizer=<s> loss=<l>`.
 /// Exits with status 2 and a message on a bad argument.
 pub fn train_step_main<B: AutodiffBackend>(device: &B::Device) {
@@ -405,7 +412,9 @@ pub fn train_step_main<B: AutodiffBackend>(device: &B::Device) {
     let batch = number(1, 32, "BATCH");
     let new_tokens = number(2, 40, "NEW_TOKENS");
     let steps = number(3, 3, "STEPS");
-    let mut step = TrainStep::<B>::on(shape, batch, new_tokens, 0, device);
+    let draw = draw_from_env();
+    println!("tilt-draw {draw:?}");
+    let mut step = TrainStep::<B>::on(shape, batch, new_tokens, 0, device).with_draw(draw);
     for _ in 0..steps {
         let (t, loss) = step.step(1.41e-5);
         println!(
@@ -417,6 +426,20 @@ pub fn train_step_main<B: AutodiffBackend>(device: &B::Device) {
             t.policy,
             t.optimizer
         );
+    }
+}
+
+/// Where the sampler draws tokens, from `TILT_DRAW=host|device|auto` (unset: auto); exits
+/// with status 2 and a message on another value.
+pub fn draw_from_env() -> Draw {
+    match std::env::var("TILT_DRAW").as_deref() {
+        Err(_) | Ok("auto") => Draw::Auto,
+        Ok("host") => Draw::Host,
+        Ok("device") => Draw::Device,
+        Ok(other) => {
+            eprintln!("TILT_DRAW must be host, device or auto, got `{other}`");
+            std::process::exit(2)
+        }
     }
 }
 
