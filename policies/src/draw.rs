@@ -126,21 +126,9 @@ mod tests {
         t.into_data().convert::<i64>().into_vec().unwrap()
     }
 
-    /// The serial inverse CDF in double precision over `weights`, at `u`.
+    /// The host sampler's inverse CDF (double precision) over `weights`, at `u`.
     fn inverse(weights: &[f64], u: f64) -> usize {
-        let total: f64 = weights.iter().sum();
-        let mut acc = 0.0;
-        let mut last = 0;
-        for (i, &w) in weights.iter().enumerate() {
-            if w > 0.0 {
-                acc += w;
-                last = i;
-                if u * total < acc {
-                    return i;
-                }
-            }
-        }
-        last
+        crate::sampler::draw_weighted(weights, weights.iter().sum(), u)
     }
 
     /// The two-stage draw in double precision.

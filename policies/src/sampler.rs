@@ -165,7 +165,7 @@ fn row_sums(x: &[f32], batch: usize, width: usize) -> Vec<f32> {
 
 /// Draws an index with probability `weights[i] / total` by inverting the CDF at a uniform
 /// draw; falls back to the last positive weight against rounding.
-fn draw_weighted(weights: &[f64], total: f64, u: f64) -> usize {
+pub(crate) fn draw_weighted(weights: &[f64], total: f64, u: f64) -> usize {
     let target = u * total;
     let mut acc = 0.0;
     let mut last = 0;
