@@ -285,13 +285,12 @@ run() {
     local tp=(gpt2-small "${GPU_CHECK_BATCH:-64}" "${GPU_CHECK_NEW_TOKENS:-40}" "${GPU_CHECK_STEPS:-3}")
     local rounds="${GPU_CHECK_ROUNDS:-2}" r dev="${GPU_CHECK_DEVICE:-cuda:0}"
     for ((r = 1; r <= rounds; r++)); do
+        local cuda_tp=(env "${common[@]}" TILT_DEVICE="$dev" LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
         [[ -x "$bundle/bench/cuda/throughput" ]] && run_one "throughput round $r: tilt cuda (CubeCL)" 150 \
-            env "${common[@]}" TILT_DEVICE="$dev" LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-            "$bundle/bench/cuda/throughput" "${tp[@]}"
+            "${cuda_tp[@]}" "$bundle/bench/cuda/throughput" "${tp[@]}"
         # Once: the same with each step's logits read back and drawn on the host (TILT_DRAW).
         ((r == 1)) && [[ -x "$bundle/bench/cuda/throughput" ]] && run_one "throughput round $r: tilt cuda (CubeCL), host draws" 150 \
-            env "${common[@]}" TILT_DEVICE="$dev" TILT_DRAW=host LD_LIBRARY_PATH="${nvrtc_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-            "$bundle/bench/cuda/throughput" "${tp[@]}"
+            "${cuda_tp[@]}" TILT_DRAW=host "$bundle/bench/cuda/throughput" "${tp[@]}"
         [[ -x "$bundle/bench/tch/throughput" ]] && run_one "throughput round $r: tilt tch" 90 \
             env "${tch_env[@]}" TILT_DEVICE="$dev" "$bundle/bench/tch/throughput" "${tp[@]}"
         if [[ -n "$torch_dir" ]]; then

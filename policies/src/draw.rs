@@ -37,19 +37,18 @@ pub(crate) fn draw_on_device<B: Backend>(
     let shifted = logits.clone() - logits.max_dim(1);
     let weights = shifted.clone().exp();
     let log_total = weights.clone().sum_dim(1).log();
-    let tempered = (temperature != 1.0).then(|| shifted.clone().div_scalar(temperature));
-    let tokens = match &tempered {
-        None => two_stage(weights, uniforms),
-        Some(t) => two_stage(t.clone().exp(), uniforms),
-    };
+    if temperature == 1.0 {
+        let tokens = two_stage(weights, uniforms);
+        let model_log_probs = shifted.gather(1, tokens.clone()) - log_total;
+        let warped_log_probs = model_log_probs.clone();
+        return DeviceDraws { tokens, warped_log_probs, model_log_probs };
+    }
+    let tempered = shifted.clone().div_scalar(temperature);
+    let tempered_weights = tempered.clone().exp();
+    let tempered_log_total = tempered_weights.clone().sum_dim(1).log();
+    let tokens = two_stage(tempered_weights, uniforms);
     let model_log_probs = shifted.gather(1, tokens.clone()) - log_total;
-    let warped_log_probs = match tempered {
-        None => model_log_probs.clone(),
-        Some(t) => {
-            let log_total = t.clone().exp().sum_dim(1).log();
-            t.gather(1, tokens.clone()) - log_total
-        }
-    };
+    let warped_log_probs = tempered.gather(1, tokens.clone()) - tempered_log_total;
     DeviceDraws { tokens, warped_log_probs, model_log_probs }
 }
 

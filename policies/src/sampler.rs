@@ -85,8 +85,7 @@ impl SamplingConfig {
     /// Whether tokens are drawn on the device; an error for [`Draw::Device`] with top-k or
     /// top-p.
     pub fn draws_on_device(&self) -> Result<bool> {
-        let tempered_only =
-            self.warper.top_k.is_none() && self.warper.top_p.is_none_or(|p| p >= 1.0);
+        let tempered_only = self.warper.is_temperature_only();
         match self.draw {
             Draw::Auto => Ok(tempered_only),
             Draw::Host => Ok(false),

@@ -61,7 +61,13 @@ impl Warper {
 
     /// Whether this warper leaves the distribution unchanged.
     pub fn is_identity(&self) -> bool {
-        self.temperature == 1.0 && self.top_k.is_none() && self.top_p.is_none_or(|p| p >= 1.0)
+        self.temperature == 1.0 && self.is_temperature_only()
+    }
+
+    /// Whether this warper truncates nothing (no top-k, no top-p below 1): at most a
+    /// temperature.
+    pub fn is_temperature_only(&self) -> bool {
+        self.top_k.is_none() && self.top_p.is_none_or(|p| p >= 1.0)
     }
 
     /// Writes the warped log-probabilities of one logits row into `out` (`-inf` for removed
