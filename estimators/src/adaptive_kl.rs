@@ -50,13 +50,13 @@ impl AdaptiveKlController {
         self.target
     }
 
-    /// One controller step after a batch of `n_samples` whose KL estimate was `kl`.
-    /// A non-finite `kl` leaves β unchanged.
+    /// Sets β (restoring a saved controller).
     pub(crate) fn set_beta(&mut self, beta: f64) {
         self.beta = beta;
     }
 
-    /// Moves β toward the target (see the type's documentation).
+    /// One controller step after a batch of `n_samples` whose KL estimate was `kl`: moves β
+    /// toward the target (see the type's documentation). A non-finite `kl` leaves β unchanged.
     pub fn update(&mut self, kl: f64, n_samples: usize) {
         if !kl.is_finite() {
             return;

@@ -137,7 +137,8 @@ impl ValueTargets {
     }
 
     /// The value loss at `V = V_old` without the coefficient, `mean_t ½ (V_old − R)²`, and the
-    /// explained variance `1 − Var(R − V_old) / Var(R)` over the kept positions.
+    /// explained variance `1 − Var(R − V_old) / Var(R)` over the kept positions (NaN when the
+    /// returns do not vary, where it is undefined; callers report it as missing).
     pub fn host_stats(&self) -> (f64, f64) {
         let pairs: Vec<(f64, f64)> = (0..self.keep.len())
             .filter(|&k| self.keep[k])
@@ -152,7 +153,8 @@ impl ValueTargets {
         };
         let var_r = var(&mut pairs.iter().map(|(r, _)| *r));
         let var_e = var(&mut pairs.iter().map(|(r, v)| r - v));
-        (loss, 1.0 - var_e / var_r)
+        let explained = if var_r > 0.0 { 1.0 - var_e / var_r } else { f64::NAN };
+        (loss, explained)
     }
 }
 

@@ -211,6 +211,16 @@ impl KlControl {
         v.check_per_token("token log_a", log_a, mask, t, Rule::Finite)?;
         v.check_per_token("token log_pi", &tokens.log_pi_host, mask, t, Rule::Finite)?;
         v.check_per_token("token log_pi_old", lp_old, mask, t, Rule::Finite)?;
+        // The critic's values are checked with the other inputs, before anything is computed
+        // from the rows in use: a row dropped for a non-finite value must not reach GAE.
+        let values = match &self.critic {
+            Some(_) => {
+                let values = require(tokens.values.as_deref(), name, "token values")?;
+                v.check_per_token("token values", values, mask, t, Rule::Finite)?;
+                Some(values)
+            }
+            None => None,
+        };
         v.ensure_some(name)?;
         let m = v.n_used() as f64;
         // Returns-to-go, accumulated backwards along each row.
@@ -239,15 +249,13 @@ impl KlControl {
         // Zero out everything not used (masked positions, skipped rows) before multiplying.
         let keep: Vec<bool> = (0..n * t).map(|k| mask[k] && v.is_used(k / t)).collect();
         let mut value_targets = None;
-        if let Some(critic) = &self.critic {
-            let values = require(tokens.values.as_deref(), name, "token values")?;
-            v.check_per_token("token values", values, mask, t, Rule::Finite)?;
+        if let (Some(critic), Some(values)) = (&self.critic, values) {
             let (g_gae, targets) =
                 critic_weights(critic, reward, lp_old, log_a, values, &keep, [n, t], beta, m);
             g = g_gae;
             let (loss, ev) = targets.host_stats();
             stats.value_loss = Some(loss);
-            stats.value_explained_variance = Some(ev);
+            stats.value_explained_variance = ev.is_finite().then_some(ev);
             value_targets = Some(targets);
         }
         let drop_mask: Tensor<B, 2, Bool> = Tensor::from_data(

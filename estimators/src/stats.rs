@@ -45,7 +45,8 @@ pub struct StepStats {
     /// KL-control with a critic: the value loss `mean_t ½ (V_old − R_t)²` at the sampling-time
     /// values (without the coefficient).
     pub value_loss: Option<f64>,
-    /// KL-control with a critic: `1 − Var(R − V_old) / Var(R)` over the batch's tokens.
+    /// KL-control with a critic: `1 − Var(R − V_old) / Var(R)` over the batch's tokens
+    /// (`None` when the returns do not vary, where it is undefined).
     pub value_explained_variance: Option<f64>,
     /// Number of contexts skipped because their Z estimate was 0 (CDPG).
     pub contexts_skipped: Option<usize>,

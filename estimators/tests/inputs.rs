@@ -214,6 +214,31 @@ fn per_token_kl_control_ignores_masked_positions() {
 }
 
 #[test]
+fn a_row_skipped_for_a_nan_value_does_not_reach_the_other_rows() {
+    let _serial = serial();
+    use tilt_estimators::{Critic, KlPenalty};
+    let nan = f64::NAN;
+    let critic = Critic { gae_lambda: 0.5, value_coef: 0.1, value_clip: Some(0.2) };
+    let kl = KlControl::fixed(0.5).with_penalty(KlPenalty::PerToken).with_critic(critic);
+    let (base, _) = token_batch();
+    // Row 1's last value is NaN at a generated token: the row is dropped, row 0 stays.
+    let bt = base
+        .with_token_values(vec![0.5, 1.0, nan, nan, 0.2, nan])
+        .unwrap()
+        .on_invalid(InvalidSamples::Skip);
+    let out = kl.loss(&bt).unwrap();
+    assert_eq!(out.stats.n_skipped, 1);
+    let loss: f64 = out.loss.clone().into_data().iter::<f64>().next().unwrap();
+    assert!(loss.is_finite());
+    let g = out.token_advantages.as_deref().unwrap();
+    assert!(g.iter().all(|a| a.is_finite()), "{g:?}");
+    assert_eq!(&g[3..], &[0.0; 3]);
+    let targets = out.value_targets.as_ref().unwrap();
+    assert_eq!(targets.keep, vec![true, true, false, false, false, false]);
+    assert!(targets.returns.iter().all(|r| r.is_finite()), "{targets:?}");
+}
+
+#[test]
 fn kl_control_with_a_critic_uses_whitened_gae_and_returns_value_targets() {
     let _serial = serial();
     use tilt_estimators::{Critic, KlPenalty, whiten};
