@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{
     Backend, Baseline, BetaControl, Config, ConfigError, ConfigSource, ConstraintSpec, DeviceSpec,
     EstimatorKind, EvalConfig, FDivergence, Issue, KlPenalty, OptimizerKind, ProposalCriterion,
-    RewardSource, SamplingDraw, ScheduleKind, SourceMap, constraint_name,
+    RewardSource, SamplingConfig, SamplingDraw, ScheduleKind, SourceMap, constraint_name,
 };
 
 /// REINFORCE's baseline.
@@ -95,8 +95,6 @@ pub enum Estimator {
         baseline_window: Option<u64>,
         /// Sample from π rather than q.
         on_policy: bool,
-        /// Divide the advantage by the running Z.
-        normalize_by_z: bool,
     },
 }
 
@@ -465,6 +463,16 @@ impl Plan {
 
         let estimator = check_estimator(&mut c, config);
         let kind = config.estimator.kind.name();
+        if has_pointwise
+            && matches!(estimator, Estimator::Fdpg { divergence: FDivergence::Rkl, .. })
+        {
+            c.fail(
+                "estimator.divergence",
+                "\"rkl\" is infinite at the first sample that breaks a pointwise constraint \
+                 (KL(π‖p) needs π = 0 wherever P = 0, and π starts as a): with pointwise \
+                 [[constraints]] use \"kl\", \"js\", \"tv\" or \"chi2\"",
+            );
+        }
 
         // Reward and constraints against the estimator's family.
         let reward = if estimator.is_distribution_matching() {
@@ -585,13 +593,7 @@ impl Plan {
             c.fail("sampling.top_k", "must be at least 1 (remove it to disable top-k)");
         }
         c.probability_mass("sampling.top_p", sp.top_p);
-        if sp.draw == SamplingDraw::Device && (sp.top_k.is_some() || sp.top_p < 1.0) {
-            c.fail(
-                "sampling.draw",
-                "\"device\" draws with a temperature only: remove sampling.top_k and set \
-                 sampling.top_p = 1, or use \"auto\" or \"host\"",
-            );
-        }
+        check_training_distribution(&mut c, sp, &estimator, kind);
         if sp.prompt.as_deref() == Some("") {
             c.fail("sampling.prompt", "must not be empty (remove it to start from end-of-text)");
         }
@@ -775,6 +777,40 @@ pub enum LoadError {
     Invalid(#[from] ConfigError),
 }
 
+/// Checks that `[sampling]` draws training samples the estimator can use: no truncation
+/// (top-k, top-p), which gives q = 0 where p may be positive, so that no importance weight
+/// can correct for it; and for on-policy estimators, whose formulas take the samples to
+/// come from π itself (q = π), no temperature either. Off-policy estimators weight by P/q,
+/// which is exact for a tempered q.
+fn check_training_distribution(
+    c: &mut Checker<'_>,
+    sp: &SamplingConfig,
+    estimator: &Estimator,
+    kind: &str,
+) {
+    let truncates = "truncates the training distribution: its samples miss tokens where p may \
+                     be positive, which biases every estimator; remove it (evaluation samples \
+                     with eval.top_p)";
+    if sp.top_k.is_some_and(|k| k > 0) {
+        c.fail("sampling.top_k", truncates);
+    }
+    if sp.top_p > 0.0 && sp.top_p < 1.0 {
+        c.fail("sampling.top_p", truncates);
+    }
+    if !estimator.is_off_policy() && sp.temperature > 0.0 && sp.temperature != 1.0 {
+        c.fail(
+            "sampling.temperature",
+            format!(
+                "`{kind}` is on-policy: its formulas take the samples to come from π itself, \
+                 and a temperature of {} samples another distribution; use 1, or an \
+                 off-policy estimator (gdc, gdc_pp, or fdpg with on_policy = false), whose \
+                 importance weights P/q correct for it",
+                sp.temperature
+            ),
+        );
+    }
+}
+
 /// Checks `[estimator]`: options of other kinds are errors, values in range, defaults filled.
 fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
     let e = &config.estimator;
@@ -783,6 +819,10 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
     let why = format!("by estimator.kind = \"{kind}\"");
     // Options owned by other kinds.
     if !dm {
+        c.not_here("estimator.normalize_by_z", &e.normalize_by_z, &why);
+    }
+    if e.kind == EstimatorKind::Fdpg {
+        let why = format!("{why} (f-DPG always divides by Z: its pseudo-rewards use p = P/Z)");
         c.not_here("estimator.normalize_by_z", &e.normalize_by_z, &why);
     }
     if e.kind != EstimatorKind::Fdpg {
@@ -911,7 +951,6 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
                 divergence: e.divergence.unwrap_or(FDivergence::Kl),
                 baseline_window,
                 on_policy: e.on_policy.unwrap_or(false),
-                normalize_by_z,
             }
         }
     }

@@ -159,7 +159,6 @@ fn full_example_config_parses() {
     assert_eq!(p.optimizer.algorithm, OptimizerKind::Adamw);
     assert_eq!(p.optimizer.weight_decay, 0.05);
     assert_eq!((p.batch_size, p.minibatch_size, p.steps), (256, 64, 40));
-    assert_eq!(p.sampling.top_k, Some(50));
     assert_eq!(p.sampling.prompt.as_deref(), Some("My name is"));
     assert_eq!(p.eval.grad_variance_interval, Some(25));
     // λ is fitted for reward maximisation too: its π is evaluated against p.
@@ -248,21 +247,50 @@ fn top_p_outside_unit_interval() {
 }
 
 #[test]
-fn device_draws_take_a_temperature_only() {
+fn device_draws_parse() {
     let p = plan(&with("[sampling]\ndraw = \"device\"\ntemperature = 0.8\n")).unwrap();
     assert_eq!(p.sampling.draw, SamplingDraw::Device);
     assert_eq!(plan(MINIMAL).unwrap().sampling.draw, SamplingDraw::Auto);
-    for extra in ["top_k = 40", "top_p = 0.9"] {
-        let text = with(&format!("[sampling]\ndraw = \"device\"\n{extra}\n"));
-        let e = error(&text, "sampling.draw", line_of(&text, "draw"));
-        assert!(e.contains("temperature only"), "{e}");
-        // Auto and host draw those on the host.
-        for other in ["auto", "host"] {
-            plan(&with(&format!("[sampling]\ndraw = \"{other}\"\n{extra}\n"))).unwrap();
-        }
-    }
     let text = with("[sampling]\ndraw = \"gpu\"\n");
     error(&text, "sampling.draw", line_of(&text, "draw"));
+}
+
+#[test]
+fn training_samples_are_not_truncated_nor_tempered_on_policy() {
+    // Truncation is an error for every estimator: q = 0 where p may be positive.
+    for (kind, extra) in [("gdc_pp", "top_k = 40"), ("gdc_pp", "top_p = 0.9"), ("dpg", "top_k = 5")]
+    {
+        let text = with(&format!("[estimator]\nkind = \"{kind}\"\n[sampling]\n{extra}\n"));
+        let field = extra.split(' ').next().unwrap();
+        let e = error(&text, &format!("sampling.{field}"), line_of(&text, field));
+        assert!(e.contains("truncates the training distribution"), "{e}");
+    }
+    // A temperature: fine off-policy (P/q corrects for it), an error on-policy.
+    for kind in ["gdc", "gdc_pp"] {
+        plan(&with(&format!("[estimator]\nkind = \"{kind}\"\n[sampling]\ntemperature = 0.8\n")))
+            .unwrap();
+    }
+    let text =
+        with("[estimator]\nkind = \"fdpg\"\non_policy = false\n[sampling]\ntemperature = 0.8\n");
+    plan(&text).unwrap();
+    for estimator in ["kind = \"dpg\"", "kind = \"fdpg\"\non_policy = true", "kind = \"reinforce\""]
+    {
+        let text = with(&format!("[estimator]\n{estimator}\n[sampling]\ntemperature = 0.8\n"));
+        let e = error(&text, "sampling.temperature", line_of(&text, "temperature"));
+        assert!(e.contains("on-policy"), "{e}");
+    }
+}
+
+#[test]
+fn f_dpg_rejects_what_it_cannot_use() {
+    // Reverse KL is infinite at the first sample that breaks a pointwise constraint.
+    let text = with("[estimator]\nkind = \"fdpg\"\ndivergence = \"rkl\"\n");
+    let e = error(&text, "estimator.divergence", line_of(&text, "divergence"));
+    assert!(e.contains("pointwise"), "{e}");
+    // f-DPG always divides by Z.
+    let text = with("[estimator]\nkind = \"fdpg\"\nnormalize_by_z = true\n");
+    let e = error(&text, "estimator.normalize_by_z", line_of(&text, "normalize_by_z"));
+    assert!(e.contains("always divides by Z"), "{e}");
 }
 
 #[test]

@@ -278,6 +278,30 @@ fn non_finite_loss_stops_cleanly() {
     assert!(!p.checkpoints_dir().join("step-00000001").exists());
 }
 
+/// A pointwise constraint that no sample meets: Z is unknown and every distribution-matching
+/// advantage is 0, so each step is skipped with a warning (no update) instead of stopping.
+#[test]
+fn steps_without_any_sample_in_the_target_skip_their_updates() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_base(dir.path());
+    let path = config(dir.path(), r#"kind = "gdc_pp""#, 3, "[proposal]\ninterval = 2");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let moment = "[[constraints]]\nname = \"has_a\"\nmoment = 0.5\n\
+                  feature = { kind = \"regex\", pattern = \"a\" }\n";
+    assert!(text.contains(moment));
+    let text = text.replace(moment, "").replace("pattern = \"e\"", "pattern = \"never!\"");
+    std::fs::write(&path, text).unwrap();
+    let p = plan(&path);
+    let summary = run::<B>(&p, Default::default(), &RunOptions::default()).unwrap();
+    assert_eq!(summary.steps, 3);
+    assert_eq!(weights(&summary.final_dir.unwrap()), weights(&base));
+    let records = read_metrics(&p.output_dir.join("metrics.jsonl")).unwrap();
+    let last = records.last().unwrap();
+    assert_eq!(last.extra["train/zero_target_fraction"].as_f64(), Some(1.0));
+    assert_eq!(last.z, None);
+}
+
 /// An interrupt (Ctrl-C) stops the run after the current step with a checkpoint, and the run
 /// resumes from it to the same weights as a straight run.
 #[test]

@@ -239,7 +239,7 @@ pub enum FDivergence {
     Js,
     /// Total variation.
     Tv,
-    /// χ² (disco's pseudo-reward 1 − exp(−2 log t)).
+    /// Neyman χ², disco's `ChiSquaredLoss` (pseudo-reward exp(−2 log t) − 1).
     Chi2,
 }
 

@@ -211,7 +211,8 @@ impl<B: AutodiffBackend> Run<B> {
         let log_target = self.target.log_target(&log_a, &scores)?;
         let log_q = rollout.log_sampler.clone();
         // Importance weights need the distribution sampled from: on-policy that is π itself
-        // (the sampler's log-probs); off-policy π is scored on q's samples without dropout.
+        // (the sampler's log-probs: the plan allows on-policy estimators no temperature and no
+        // truncation); off-policy π is scored on q's samples without dropout.
         let log_pi = if self.proposal.is_some() {
             rollout::log_probs(&self.policy.valid(), &rollout, &inner)?
         } else {
@@ -492,6 +493,47 @@ impl<B: AutodiffBackend> Run<B> {
         }
     }
 
+    /// Counts a finished step and pools its batch into Z (E_q\[P/q\] = Z for any q) when π
+    /// is trained toward p. Reward maximisation's batches come from π, which may miss part of
+    /// p's support: its P/π weights are heavy-tailed and would swamp the samples of a that
+    /// its evaluation pools (see `evaluate_importance`).
+    fn finish_step(&mut self, step: u64, host: &HostScores) -> Result<()> {
+        if self.plan.estimator.is_distribution_matching() {
+            self.z.push(&host.log_target, &host.log_q).context("Z tracker")?;
+        }
+        self.step = step;
+        self.samples_seen += host.log_q.len() as u64;
+        Ok(())
+    }
+
+    /// A step without an update: no sample seen so far, this batch's included, has P > 0, so
+    /// Z is unknown and every distribution-matching advantage is 0 (P = 0, and the GDC++
+    /// baseline Z·π/q vanishes with Z's estimate). The samples still count and still pool
+    /// into Z.
+    fn skip_step(&mut self, step: u64, host: &HostScores) -> Result<StepReport> {
+        log::warn!(
+            "step {step}: no sample so far has P > 0 (every one breaks a pointwise \
+             constraint), so Z is unknown and the gradient is 0: no update"
+        );
+        let n = host.log_q.len();
+        let stats = StepStats {
+            estimator: self.estimator.name(),
+            n,
+            zero_target_fraction: Some(1.0),
+            ..StepStats::default()
+        };
+        self.finish_step(step, host)?;
+        let lr = self.plan.optimizer.lr * self.plan.schedule.factor(step - 1);
+        Ok(StepReport {
+            stats,
+            lr,
+            batch_moments: host.scores.means(),
+            log_z: None,
+            grad_variance: None,
+            grad_norm: 0.0,
+        })
+    }
+
     /// One optimizer step (`self.step` counts completed steps; this is step `self.step + 1`).
     pub(super) fn train_step(&mut self) -> Result<StepReport> {
         // Dropout draws from burn's process-global RNG, whose state cannot be saved: reseeding
@@ -511,8 +553,11 @@ impl<B: AutodiffBackend> Run<B> {
                     .filter(|z| z.is_finite())
             }
         };
-        let out = self.advantages(&s.host, log_z).context("estimator")?;
         let step = self.step + 1;
+        if log_z.is_none() && self.plan.estimator.is_distribution_matching() {
+            return self.skip_step(step, &s.host);
+        }
+        let out = self.advantages(&s.host, log_z).context("estimator")?;
         if !out.stats.loss.is_finite() {
             return Err(NonFiniteLoss { step, value: out.stats.loss }.into());
         }
@@ -538,10 +583,7 @@ impl<B: AutodiffBackend> Run<B> {
             }
         }
         self.estimator.update(&out.stats);
-        // Z pools the training batches too (E_q[P/q] = Z for any q).
-        self.z.push(&s.host.log_target, &s.host.log_q).context("Z tracker")?;
-        self.step = step;
-        self.samples_seen += s.host.log_q.len() as u64;
+        self.finish_step(step, &s.host)?;
         Ok(StepReport {
             stats: out.stats,
             lr,
