@@ -107,8 +107,9 @@ impl ConstraintsSpec {
 ///
 /// Every error is [`Error::Spec`] naming the constraint and the field: a duplicate or empty
 /// `name`; neither or both of `pointwise = true` and `moment`; a pointwise constraint on a
-/// real-valued feature; a moment that is not finite or lies outside the feature's range
-/// ([0, 1] for a binary feature); an empty word or word list, a missing word-list file, an
+/// real-valued feature; a moment that is not finite, lies outside the feature's range
+/// ([0, 1] for a binary feature) or on a finite end of a real-valued feature's range (e.g.
+/// sentiment 1); an empty word or word list, a missing word-list file, an
 /// invalid regex, a non-finite threshold, a real-valued feature under `and`/`or`/`not`, an
 /// external program that is not found, a non-positive timeout.
 ///
@@ -163,19 +164,7 @@ pub fn build(specs: &[ConstraintSpec], base_dir: &Path) -> Result<Plan> {
                 plan.pointwise.push(PointwiseConstraint { name: spec.name.clone(), feature });
             }
             (false, Some(target)) => {
-                let (lo, hi) = feature.bounds();
-                if !target.is_finite() {
-                    return Err(invalid("moment", format!("{target} is not a finite number")));
-                }
-                if target < lo || target > hi {
-                    return Err(invalid(
-                        "moment",
-                        format!(
-                            "{target} is outside [{lo}, {hi}], the range of `{}`",
-                            feature.name()
-                        ),
-                    ));
-                }
+                check_moment(target, feature.as_ref()).map_err(|r| invalid("moment", r))?;
                 let name = spec.name.clone();
                 if feature.is_binary() && (target == 0.0 || target == 1.0) {
                     log::info!(
@@ -191,6 +180,28 @@ pub fn build(specs: &[ConstraintSpec], base_dir: &Path) -> Result<Plan> {
         }
     }
     Ok(plan)
+}
+
+/// Why `target` cannot be the moment of `feature`, if it cannot: it is not finite, lies outside
+/// the feature's range, or (for a real-valued feature) sits on a finite end of that range,
+/// which λ reaches only at ±∞. A binary feature may take 0 and 1: [`build`] makes them
+/// pointwise.
+fn check_moment(target: f64, feature: &dyn Feature) -> Result<(), String> {
+    let ((lo, hi), name) = (feature.bounds(), feature.name());
+    if !target.is_finite() {
+        return Err(format!("{target} is not a finite number"));
+    }
+    if target < lo || target > hi {
+        return Err(format!("{target} is outside [{lo}, {hi}], the range of `{name}`"));
+    }
+    if !feature.is_binary() && (target == lo || target == hi) {
+        return Err(format!(
+            "{target} is on the edge of [{lo}, {hi}], the range of `{name}`: λ would be \
+             infinite; give a target inside the range, or require the value with a pointwise \
+             constraint (kind = \"threshold\")"
+        ));
+    }
+    Ok(())
 }
 
 impl FeatureSpec {

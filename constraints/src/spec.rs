@@ -33,7 +33,9 @@ pub struct ConstraintSpec {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub pointwise: bool,
     /// The target moment μ̄ = E_p[φ(x)] for a distributional constraint. For a binary feature it
-    /// must lie in [0, 1]; 1 and 0 are turned into the pointwise constraints φ and not φ.
+    /// must lie in [0, 1]; 1 and 0 are turned into the pointwise constraints φ and not φ. For a
+    /// real-valued feature it must lie strictly inside the feature's range where that range is
+    /// bounded (e.g. in (-1, 1) for VADER's compound score).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moment: Option<f64>,
 }

@@ -13,9 +13,10 @@ const WORD_LIST_SIZE_LIMIT: usize = 256 << 20;
 /// 1 if the text contains `word` as a whole word, else 0 (the paper's "amazing", "WikiLeaks").
 ///
 /// "Whole word" means Unicode word boundaries (`\b`) on each side of the word that begins or
-/// ends with a word character: "amazing" matches "Amazing!" (case-insensitive) and "so
-/// amazing." but not "amazingly"; "C++" needs a boundary only before the "C". A word may contain
-/// spaces ("New York"); regex metacharacters in it are literal.
+/// ends with a word character (as `\b` defines one: a combining accent is, "²" is not):
+/// "amazing" matches "Amazing!" (case-insensitive) and "so amazing." but not "amazingly";
+/// "C++" needs a boundary only before the "C", and so does "m²". A word may contain spaces
+/// ("New York"); regex metacharacters in it are literal.
 #[derive(Debug, Clone)]
 pub struct Word {
     name: String,
@@ -102,9 +103,10 @@ fn parse_word_file(text: &str) -> Vec<&str> {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
 }
 
-/// `word` escaped, with `\b` on each side that is a word character.
+/// `word` escaped, with `\b` on each side that is a word character, as `\b` itself defines
+/// one (Unicode `\w`: letters, marks, decimal digits, connector punctuation).
 fn bounded(word: &str) -> String {
-    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let is_word = |c: Option<char>| c.is_some_and(regex_syntax::is_word_character);
     let left = if is_word(word.chars().next()) { r"\b" } else { "" };
     let right = if is_word(word.chars().next_back()) { r"\b" } else { "" };
     format!("{left}(?:{}){right}", regex::escape(word))
@@ -180,6 +182,17 @@ mod tests {
         // A boundary between a letter and a non-ASCII letter is no boundary.
         let g = Word::new("na", true).unwrap();
         assert_eq!(score(&g, &["naïve", "na ïve"]), [0., 1.]);
+    }
+
+    #[test]
+    fn word_boundaries_follow_the_regex_word_characters() {
+        // '²' is numeric but not a regex word character (not a decimal digit): "m²" needs a
+        // boundary before the "m" only, like "C++".
+        let f = Word::new("m²", true).unwrap();
+        assert_eq!(score(&f, &["a m² b", "m²", "m²s", "xm²"]), [1., 1., 1., 0.]);
+        // A combining accent (a mark) is a word character: "cafe\u{301}s" is another word.
+        let g = Word::new("cafe\u{301}", true).unwrap();
+        assert_eq!(score(&g, &["un cafe\u{301} noir", "cafe\u{301}s"]), [1., 0.]);
     }
 
     #[test]

@@ -423,6 +423,24 @@ fn real_moment_outside_the_feature_range_is_rejected() {
 }
 
 #[test]
+fn real_moment_on_a_finite_bound_of_the_range_is_rejected() {
+    let spec = |feature: &str, moment: &str| {
+        format!("[[constraints]]\nname = \"s\"\nfeature = {{ {feature} }}\nmoment = {moment}\n")
+    };
+    for (feature, moment) in [
+        (r#"kind = "sentiment""#, "1.0"),
+        (r#"kind = "sentiment""#, "-1"),
+        (r#"kind = "sentiment", score = "positive""#, "0"),
+        (r#"kind = "length""#, "0"),
+    ] {
+        let msg = error(&spec(feature, moment));
+        assert_names(&msg, "s", &["field `moment`", "edge", "pointwise"]);
+    }
+    let inside = parse(&spec(r#"kind = "sentiment""#, "0.99")).unwrap();
+    assert_eq!(inside.build(Path::new(".")).unwrap().targets(), [0.99]);
+}
+
+#[test]
 fn pointwise_or_moment_exactly_once() {
     let neither = "[[constraints]]\nname = \"e\"\nfeature = { kind = \"eos\" }\n";
     assert_names(&error(neither), "e", &["field `moment`", "pointwise = true"]);

@@ -6,8 +6,11 @@
 //! All but [`kl_model_base`] use samples `x_i ~ q` of a proposal and importance weights
 //! `ŵ_i = P(x_i) / (Z q(x_i))`, with `E_q[ŵ] = 1`. Z is given by [`LogZ`]:
 //!
-//! * [`LogZ::Known`]: the estimator is a plain mean of terms `t_i` whose expectation under q
-//!   is the divergence, so it is **unbiased**, and its standard error is `sd(t) / √n`.
+//! * [`LogZ::Known`]: the estimator is a plain mean of terms `t_i`, with standard error
+//!   `sd(t) / √n`. With the exact Z, each `t_i` has expectation under q equal to the
+//!   divergence, so the estimate is **unbiased**. With a plug-in estimate Ẑ (e.g. from other
+//!   samples) it is only **consistent**, and its standard error is conditional on Ẑ: it
+//!   ignores Ẑ's own variance.
 //! * [`LogZ::SelfNormalized`]: Z is replaced by `Ẑ = mean_i P_i/q_i` from the same samples
 //!   (so `mean_i ŵ_i = 1` exactly). The estimator is then a smooth function of sample means:
 //!   **consistent, with a bias of order 1/n**, not unbiased. Its standard error is the delta
@@ -28,7 +31,8 @@ use std::f64::consts::LN_2;
 /// How the divergence estimators get `log Z`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LogZ {
-    /// The exact value (or an independent estimate): unbiased estimators.
+    /// A given value: the exact log Z gives unbiased estimates; a plug-in estimate gives
+    /// consistent ones whose standard errors are conditional on it (they ignore its variance).
     Known(f64),
     /// Estimated from the same samples: consistent, bias O(1/n), delta-method standard errors.
     SelfNormalized,
@@ -99,15 +103,20 @@ pub fn kl_target_model(
             terms.push(0.0);
             w_hat.push(0.0);
         } else {
-            let w = lr.exp();
             // log p − log m = (log p − log q) + log q − log m.
-            terms.push(w * (lr + log_proposal[i] - log_model[i]));
-            w_hat.push(w);
+            terms.push(weighted_log_ratio(lr, lr + log_proposal[i] - log_model[i]));
+            w_hat.push(lr.exp());
         }
     }
     Ok(finish(&s, &terms, |est| {
         terms.iter().zip(&w_hat).map(|(t, w)| t - (est + 1.0) * w).collect()
     }))
+}
+
+/// The KL term `ŵ · d` with `ŵ = e^log_w > 0`, without `0 · inf = NaN`: an infinite `d`
+/// (m = 0 where P > 0) stays infinite even when `ŵ` underflows to 0.
+fn weighted_log_ratio(log_w: f64, d: f64) -> f64 {
+    if d.is_infinite() { d } else { log_w.exp() * d }
 }
 
 /// `KL(p ‖ q)` from samples of q itself: [`kl_target_model`] with m = q.
@@ -259,6 +268,24 @@ mod tests {
         let e = js_target_model(&log_p, &log_q, &log_m, LogZ::SelfNormalized).unwrap();
         assert!(!e.value.is_nan() && !e.se.is_nan());
         assert_eq!(kl_model_base(&[-1.0], &[f64::NEG_INFINITY]).unwrap().value, f64::INFINITY);
+    }
+
+    #[test]
+    fn zero_model_at_an_underflowing_weight_gives_infinity() {
+        // Sample 1 has P > 0 but P/q = e^-800 underflows to 0, and m = 0 there: KL(p ‖ m) = +inf.
+        let (log_p, log_q) = ([0.0, -800.0], [0.0, 0.0]);
+        let log_m = [-0.1, f64::NEG_INFINITY];
+        for lz in [LogZ::SelfNormalized, LogZ::Known(0.0)] {
+            let e = kl_target_model(&log_p, &log_q, &log_m, lz).unwrap();
+            assert_eq!((e.value, e.se), (f64::INFINITY, f64::INFINITY), "{lz:?}");
+            for e in [
+                tvd_target_model(&log_p, &log_q, &log_m, lz).unwrap(),
+                js_target_model(&log_p, &log_q, &log_m, lz).unwrap(),
+                kl_target_proposal(&log_p, &log_q, lz).unwrap(),
+            ] {
+                assert!(e.value.is_finite() && !e.se.is_nan(), "{lz:?}: {e:?}");
+            }
+        }
     }
 
     #[test]

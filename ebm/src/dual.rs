@@ -348,6 +348,31 @@ impl Dual<'_> {
         axpy(&mut acc, -sum_u, mean);
         acc
     }
+
+    /// Standard errors of the SNIS moments of an evaluation, `√(Σ_i w_i² (φ_ij − μ̂_j)²)` for
+    /// each feature j (`w` the normalised weights; the delta method for a ratio estimator), in
+    /// one pass.
+    pub fn moment_std_err(&self, eval: &Eval) -> Vec<f64> {
+        let (d, data, mean) = (self.d(), self.data, &eval.mean[..]);
+        let work = |range: std::ops::Range<usize>, _: &mut [f64]| {
+            let mut acc = vec![0.0; d];
+            for i in range {
+                let w = (eval.scores[i] - eval.log_norm).exp();
+                if w == 0.0 {
+                    continue;
+                }
+                for ((a, f), m) in acc.iter_mut().zip(&data[i * d..(i + 1) * d]).zip(mean) {
+                    *a += (w * (f - m)).powi(2);
+                }
+            }
+            acc
+        };
+        let sums = self.par_map(&mut [], &work).into_iter().reduce(|mut a, b| {
+            axpy(&mut a, 1.0, &b);
+            a
+        });
+        sums.unwrap_or_else(|| vec![0.0; d]).into_iter().map(f64::sqrt).collect()
+    }
 }
 
 #[cfg(test)]
@@ -373,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn eval_and_hvp_match_dense_formulas_with_threads() {
+    fn eval_hvp_and_std_err_match_dense_formulas_with_threads() {
         // 3 features, 200,000 rows so that up to 4 threads are used; a zero-weight row too.
         let (n, d) = (200_000usize, 3usize);
         assert!(n * d / MIN_ENTRIES_PER_THREAD >= 3);
@@ -388,7 +413,14 @@ mod tests {
             let dual = Dual { offset: &offset, data: &feats, d, threads };
             let e = dual.eval(&lambda);
             let w = weights(&e);
-            results.push((e.log_norm, e.mean.clone(), e.var.clone(), dual.hvp(&w, &e.mean, &v)));
+            let se = dual.moment_std_err(&e);
+            results.push((
+                e.log_norm,
+                e.mean.clone(),
+                e.var.clone(),
+                dual.hvp(&w, &e.mean, &v),
+                se,
+            ));
         }
         // Dense reference.
         let s: Vec<f64> = (0..n).map(|i| offset[i] + dot(m.row(i), &lambda)).collect();
@@ -404,13 +436,15 @@ mod tests {
                 *h += wi * cj * cv;
             }
         }
-        for (log_norm, mean, var, h) in results {
+        for (log_norm, mean, var, h, se) in results {
             assert_relative_eq!(log_norm, lse, epsilon = 1e-9);
             for j in 0..d {
                 assert_relative_eq!(mean[j], mu[j], epsilon = 1e-12);
                 let vj: f64 = (0..n).map(|i| w[i] * (m.row(i)[j] - mu[j]).powi(2)).sum();
                 assert_relative_eq!(var[j], vj, epsilon = 1e-10);
                 assert_relative_eq!(h[j], hv[j], epsilon = 1e-12);
+                let se2: f64 = (0..n).map(|i| (w[i] * (m.row(i)[j] - mu[j])).powi(2)).sum();
+                assert_relative_eq!(se[j], se2.sqrt(), max_relative = 1e-9);
             }
         }
     }

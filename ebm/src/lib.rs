@@ -20,7 +20,7 @@
 //!   ESS) and [`PooledZ`] (unbiased across a sequence of changing proposals).
 //! * Divergences with standard errors: [`kl_target_model`], [`kl_target_proposal`],
 //!   [`tvd_target_model`], [`js_target_model`] from proposal samples, and [`kl_model_base`]
-//!   from model samples; [`LogZ`] says whether Z is known (unbiased) or self-normalised.
+//!   from model samples; [`LogZ`] says whether Z is given (unbiased when exact) or self-normalised.
 //! * Quasi-rejection sampling: [`Qrs`] accepts proposal samples with probability
 //!   `min(1, P/(βq))`, reports acceptance, KL/TVD and moments of `p_β`, chooses β for a target
 //!   acceptance rate, and is exact rejection sampling when β bounds P/q.

@@ -22,6 +22,13 @@ pub struct FitReport {
     pub residual: f64,
     /// Kish effective sample size `(Σ w)² / Σ w²` of the weights `a e^{λ·φ} / q` at λ.
     pub ess: f64,
+    /// For each feature j, the standard error of its SNIS moment estimate μ̂_j at the fitted λ:
+    /// `√(Σ_i w̃_i² (φ_ij − μ̂_j)²)` with `w̃` the normalised weights (the delta method for a
+    /// ratio estimator). The fit sets μ̂ to the targets, so this says how far the true moments
+    /// `E_{p_λ}[φ_j]` of the fitted target may be from the targets because λ was fitted on
+    /// finitely many samples: λ's uncertainty in moment units. It shrinks like `1/√n`, and is
+    /// itself unreliable when `ess` is small.
+    pub moment_std_err: Vec<f64>,
     /// Whether `residual <= tolerance`.
     pub converged: bool,
 }
@@ -51,6 +58,10 @@ pub struct FitReport {
 /// feature spans on the samples with positive weight, which catches what makes the dual
 /// unbounded feature by feature; a target that is inside each feature's range but outside the
 /// joint convex hull of the samples' φ vectors shows up as `converged = false`.
+///
+/// The fitted λ matches the targets on these samples only: the true moments of `p_λ` differ
+/// from them by sampling error, of the size the report's
+/// [`moment_std_err`](FitReport::moment_std_err) gives per feature.
 ///
 /// # Cost
 /// One validation pass, then per Newton iteration one value-and-gradient pass per line-search
@@ -126,8 +137,10 @@ impl MomentFit {
     /// no sample with positive weight; a target outside the range its feature spans on the
     /// samples ([`Error::TargetOutOfRange`]), on its edge ([`Error::TargetOnBoundary`]), or a
     /// binary feature that never fires or never fails while its target is strictly between 0
-    /// and 1 ([`Error::NeverFires`], [`Error::NeverFails`]). Not reaching the tolerance is not
-    /// an error: the report says `converged: false`.
+    /// and 1 ([`Error::NeverFires`], [`Error::NeverFails`]); a starting λ (`initial_lambda`)
+    /// so large that a log weight overflows ([`Error::NonFinite`]) or every weight underflows
+    /// ([`Error::NoSupport`]). Not reaching the tolerance is not an error: the report says
+    /// `converged: false`.
     pub fn fit(
         &self,
         log_proposal: &[f64],
@@ -147,7 +160,9 @@ impl MomentFit {
         let lambda = self.initial_lambda.clone().unwrap_or_else(|| vec![0.0; d]);
         let offset = &offset[..];
         let dual = Dual { offset, data: features.data(), d, threads };
-        Ok(self.newton(&dual, lambda))
+        let eval = dual.eval(&lambda);
+        check_start(&eval)?;
+        Ok(self.newton(&dual, lambda, eval))
     }
 
     fn check_settings(&self) -> Result<()> {
@@ -233,13 +248,12 @@ impl MomentFit {
         eval.log_norm - dot(lambda, &self.targets)
     }
 
-    fn newton(&self, dual: &Dual<'_>, mut lambda: Vec<f64>) -> FitReport {
+    fn newton(&self, dual: &Dual<'_>, mut lambda: Vec<f64>, mut eval: Eval) -> FitReport {
         let d = lambda.len();
-        let mut eval = dual.eval(&lambda);
         let mut iterations = 0;
         loop {
             let grad = self.gradient(&eval);
-            let residual = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+            let residual = max_abs(&grad);
             if residual <= self.tolerance || iterations >= self.max_iterations || d == 0 {
                 let converged = residual <= self.tolerance;
                 if !converged {
@@ -250,7 +264,15 @@ impl MomentFit {
                         eval.ess
                     );
                 }
-                return FitReport { lambda, iterations, residual, ess: eval.ess, converged };
+                let moment_std_err = dual.moment_std_err(&eval);
+                return FitReport {
+                    lambda,
+                    iterations,
+                    residual,
+                    ess: eval.ess,
+                    moment_std_err,
+                    converged,
+                };
             }
             iterations += 1;
             let (step, products) = newton_direction(dual, &eval, &grad, self.tolerance);
@@ -294,17 +316,46 @@ impl MomentFit {
                          |mu_hat - mu_bar| = {residual:e}: the targets may lie outside the \
                          convex hull of the sampled features"
                     );
+                    let moment_std_err = dual.moment_std_err(&eval);
                     return FitReport {
                         lambda,
                         iterations,
                         residual,
                         ess: eval.ess,
+                        moment_std_err,
                         converged: false,
                     };
                 }
             }
         }
     }
+}
+
+/// `max_j |g_j|`, or `+inf` if some `g_j` is NaN (`f64::max` would skip it): a NaN gradient
+/// must never look converged.
+fn max_abs(g: &[f64]) -> f64 {
+    g.iter().fold(0.0, |m, g| if g.is_nan() { f64::INFINITY } else { m.max(g.abs()) })
+}
+
+/// Fails unless the dual is finite at the starting λ: a huge `initial_lambda` can overflow a
+/// log weight `log a_i − log q_i + λ·φ_i` (to `+inf` or NaN) or underflow every one to `-inf`.
+fn check_start(eval: &Eval) -> Result<()> {
+    let bad = eval.scores.iter().position(|s| s.is_nan() || *s == f64::INFINITY);
+    if let Some(sample) = bad {
+        return Err(Error::NonFinite {
+            what: "log weight at the starting lambda (initial_lambda)",
+            sample,
+            feature: None,
+            value: eval.scores[sample],
+        });
+    }
+    if eval.log_norm == f64::NEG_INFINITY {
+        return Err(Error::NoSupport {
+            what: "MomentFit: every weight underflows at the starting lambda (initial_lambda)",
+            n_samples: eval.scores.len(),
+        });
+    }
+    Ok(())
 }
 
 /// Solves `(H + δI) p = −g` by Jacobi-preconditioned conjugate gradients with Hessian-vector
@@ -317,7 +368,7 @@ fn newton_direction(
 ) -> (Vec<f64>, usize) {
     let d = grad.len();
     let g_norm = dot(grad, grad).sqrt();
-    let g_inf = grad.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    let g_inf = max_abs(grad);
     let scale = (eval.var.iter().sum::<f64>() / d as f64).max(f64::MIN_POSITIVE);
     let damping = scale * (1e-10 + 1e-3 * g_inf.min(1.0));
     let precond: Vec<f64> = eval.var.iter().map(|v| 1.0 / (v + damping)).collect();
@@ -507,6 +558,50 @@ mod tests {
         assert_relative_eq!(report.lambda[0], (0.8f64 / 0.2).ln(), epsilon = 1e-7);
         assert!(report.residual <= 1e-8);
         assert!(report.iterations < 10);
+    }
+
+    #[test]
+    fn moment_std_err_has_a_closed_form_and_shrinks_like_one_over_root_n() {
+        // n samples, half φ = 0 and half φ = 1, equal weights; target 0.8 gives λ = ln 4, so
+        // w̃ = 8/(5n) on φ = 1 and 2/(5n) on φ = 0, and
+        // Σ w̃² (φ − 0.8)² = (n/2) (64 · 0.04 + 4 · 0.64) / (25 n²) = 0.1024 / n.
+        for n in [2usize, 8, 200] {
+            let phi: Vec<f64> = (0..n).map(|i| (i % 2) as f64).collect();
+            let m = RowMatrix::new(&phi, n, 1).unwrap();
+            let report = MomentFit::new(vec![0.8]).fit(&vec![0.0; n], &vec![0.0; n], m).unwrap();
+            let expected = 0.32 / (n as f64).sqrt();
+            assert_relative_eq!(report.moment_std_err[0], expected, max_relative = 1e-6);
+        }
+    }
+
+    #[test]
+    fn non_finite_start_is_an_error_naming_initial_lambda() {
+        // λ = 1e308 overflows the log weight λ·φ of the sample with φ = 10.
+        let m = RowMatrix::new(&[0.0, 1.0, 10.0], 3, 1).unwrap();
+        let fit = MomentFit::new(vec![0.5]).initial_lambda(vec![1e308]);
+        let err = fit.fit(&[0.0; 3], &[0.0; 3], m).unwrap_err();
+        assert_eq!(
+            err,
+            Error::NonFinite {
+                what: "log weight at the starting lambda (initial_lambda)",
+                sample: 2,
+                feature: None,
+                value: f64::INFINITY
+            }
+        );
+        // λ = -1e308 underflows every weight (φ >= 2 on every sample).
+        let m = RowMatrix::new(&[2.0, 3.0, 10.0], 3, 1).unwrap();
+        let fit = MomentFit::new(vec![5.0]).initial_lambda(vec![-1e308]);
+        let err = fit.fit(&[0.0; 3], &[0.0; 3], m).unwrap_err();
+        assert!(matches!(err, Error::NoSupport { n_samples: 3, .. }), "{err}");
+        assert!(err.to_string().contains("initial_lambda"), "{err}");
+    }
+
+    #[test]
+    fn residual_counts_nan_as_infinite() {
+        assert_eq!(max_abs(&[0.5, -2.0]), 2.0);
+        assert_eq!(max_abs(&[0.5, f64::NAN, -2.0]), f64::INFINITY);
+        assert_eq!(max_abs(&[]), 0.0);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! MomentFit recovers planted λ from exact weights, and on sampled data its λ matches the
-//! moments within sampling error.
+//! moments within sampling error, which its `moment_std_err` measures.
 
 use crate::toy::{self, Categorical, D, N_SEQ, Toy};
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tilt_ebm::{MomentFit, RowMatrix, snis_moments};
+use tilt_ebm::{Estimate, MomentFit, RowMatrix, snis_moments};
 
 const PLANTED: [f64; D] = [1.3, -0.9, 0.6, 0.4];
 
@@ -78,6 +78,37 @@ fn threads_agree_on_a_larger_real_valued_problem() {
         assert!((a - b).abs() < 1e-9 && (a - p).abs() < 1e-6, "{a} {b} {p}");
     }
     assert!((one.ess - two.ess).abs() < 1e-6 * one.ess);
+}
+
+#[test]
+fn moment_std_err_is_calibrated() {
+    // Fit λ on 2,000 samples of a (q = a) to the exact moments μ̄ of p_λ*, repeatedly: the
+    // exact moments of p_λ̂ should lie within μ̄ ± 1.96 moment_std_err in about 95% of fits.
+    let toy = Toy::new(4);
+    let targets = toy::exact_moments(&toy.log_target(&PLANTED), &toy.features, D);
+    let sampler = Categorical::new(&toy.log_a);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut per_feature: Vec<Vec<Estimate>> = vec![Vec::new(); D];
+    for _ in 0..400 {
+        let idx = sampler.sample_n(2_000, &mut rng);
+        let log_q = toy::gather(&toy.log_a, &idx);
+        let rows = toy::gather_rows(&toy.features, D, &idx);
+        let m = RowMatrix::new(&rows, idx.len(), D).unwrap();
+        let report = MomentFit::new(targets.clone()).fit(&log_q, &log_q, m).unwrap();
+        assert!(report.converged, "{report:?}");
+        let fitted = toy::exact_moments(&toy.log_target(&report.lambda), &toy.features, D);
+        for (j, estimates) in per_feature.iter_mut().enumerate() {
+            let se = report.moment_std_err[j];
+            estimates.push(Estimate { value: fitted[j], se, n: idx.len() });
+        }
+    }
+    for (j, estimates) in per_feature.iter().enumerate() {
+        toy::assert_calibrated(
+            &format!("moment of feature {j} at the fitted lambda"),
+            estimates,
+            targets[j],
+        );
+    }
 }
 
 /// Random features on the toy space: two binary (random firing rates), two real-valued.
