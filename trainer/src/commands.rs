@@ -127,13 +127,16 @@ pub struct FitJob {
     pub plan: Plan,
 }
 
-/// What `tilt fit` found: the report and the names of the moment constraints in λ's order.
+/// What `tilt fit` found: the report, and the names and targets of the moment constraints
+/// in λ's order.
 #[derive(Debug, Clone)]
 pub struct Fit {
     /// The fit report.
     pub report: FitReport,
     /// The moment constraints' names.
     pub names: Vec<String>,
+    /// Their targets μ̄.
+    pub targets: Vec<f64>,
 }
 
 impl crate::backend::Job for FitJob {
@@ -158,18 +161,18 @@ impl crate::backend::Job for FitJob {
             .fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?
             .expect("a fit was needed")
             .clone();
-        Ok(Fit { report, names: target.moment_names() })
+        Ok(Fit { report, names: target.moment_names(), targets: target.moment_targets() })
     }
 }
 
 /// The text `tilt fit` prints.
 pub fn fit_report_text(fit: &Fit) -> String {
     let report = &fit.report;
-    let mut s = String::new();
-    for (i, lambda) in report.lambda.iter().enumerate() {
-        let name = fit.names.get(i).cloned().unwrap_or_else(|| format!("feature {i}"));
-        s.push_str(&format!("λ[{name}] = {lambda:.6}\n"));
-    }
+    let mut s = crate::train::target::fit_summary(report, &fit.names, &fit.targets);
+    s.push_str(
+        "\n(± one standard error: how far the fitted target's true moments may be from the \
+         targets, λ being fitted on finitely many samples)\n",
+    );
     s.push_str(&format!(
         "iterations {}, max |μ̂ − μ̄| = {:.2e}, ESS {:.1}, {}",
         report.iterations,

@@ -219,7 +219,7 @@ pub enum Reward {
         /// Multiplier.
         scale: f64,
     },
-    /// A feature (raw tilt-constraints feature table; SEAM).
+    /// A feature (raw tilt-constraints feature table, checked by building it).
     Feature {
         /// The feature table.
         feature: toml::Table,
@@ -251,10 +251,12 @@ pub struct Plan {
     pub tokenizer: PathBuf,
     /// Dropout on π.
     pub dropout: f64,
-    /// Constraints (SEAM: raw tables for tilt-constraints).
+    /// Constraints (raw tables, checked by building them).
     pub constraints: Vec<ConstraintSpec>,
     /// Their names, in order.
     pub constraint_names: Vec<String>,
+    /// The word-list files they read (resolved).
+    pub constraint_files: Vec<PathBuf>,
     /// The reward (reward-maximisation estimators only).
     pub reward: Option<Reward>,
     /// The estimator.
@@ -425,7 +427,7 @@ impl Plan {
             c.fail("model.dropout", format!("must be in [0, 1), got {}", model.dropout));
         }
 
-        // Constraints (SEAM: only the names here; tilt-constraints checks the rest).
+        // Constraints: names and moments here, then `check_constraints` builds them.
         let mut names = Vec::new();
         let mut seen = HashSet::new();
         let mut has_moment = false;
@@ -461,6 +463,11 @@ impl Plan {
             }
         }
 
+        let constraint_files: Vec<PathBuf> =
+            word_list_files(&config.constraints).iter().map(|f| resolve(f)).collect();
+        if constraint_files.iter().all(|f| f.exists()) {
+            check_constraints(&mut c, &config.constraints, base_dir);
+        }
         let estimator = check_estimator(&mut c, config);
         let kind = config.estimator.kind.name();
         if has_pointwise
@@ -505,6 +512,7 @@ impl Plan {
                     Some(Reward::Constraints { scale: reward.scale })
                 }
                 (RewardSource::Feature, Some(feature)) => {
+                    check_reward_feature(&mut c, &feature, base_dir);
                     Some(Reward::Feature { feature, scale: reward.scale })
                 }
                 (RewardSource::Feature, None) => {
@@ -711,6 +719,7 @@ impl Plan {
             dropout: model.dropout,
             constraints: config.constraints.clone(),
             constraint_names: names,
+            constraint_files,
             reward,
             estimator,
             total_samples: t.total_samples,
@@ -750,13 +759,14 @@ impl Plan {
     }
 
     /// The inputs the run reads that do not exist (checked by `tilt check`; the plan itself
-    /// does not touch the file system).
+    /// reads only the constraints' word lists, to build them, and only when all are there).
     pub fn missing_inputs(&self) -> Vec<(&'static str, PathBuf)> {
         let mut inputs =
             vec![("model.base", &self.base_model), ("model.tokenizer", &self.tokenizer)];
         if let Some(p) = &self.policy_init {
             inputs.push(("model.policy_init", p));
         }
+        inputs.extend(self.constraint_files.iter().map(|f| ("constraints (word list)", f)));
         inputs.into_iter().filter(|(_, p)| !p.exists()).map(|(n, p)| (n, p.clone())).collect()
     }
 }
@@ -775,6 +785,65 @@ pub enum LoadError {
     /// The config is invalid.
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+}
+
+/// The `file` of every word-list feature in `tables`, nested ones included, as written.
+fn word_list_files(tables: &[toml::Table]) -> Vec<PathBuf> {
+    fn walk(value: &toml::Value, out: &mut Vec<PathBuf>) {
+        match value {
+            toml::Value::Table(t) => {
+                if t.get("kind").and_then(toml::Value::as_str) == Some("wordlist")
+                    && let Some(file) = t.get("file").and_then(toml::Value::as_str)
+                {
+                    out.push(PathBuf::from(file));
+                }
+                t.values().for_each(|v| walk(v, out));
+            }
+            toml::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    tables.iter().for_each(|t| walk(&toml::Value::Table(t.clone()), &mut out));
+    out
+}
+
+/// Reads and builds the `[[constraints]]` tables as a run does (tilt-constraints checks
+/// features, moments, word lists, regexes and programs), so that `tilt check` and
+/// `--dry-run` reject what `tilt train` would. An error names the table and its field.
+fn check_constraints(c: &mut Checker<'_>, tables: &[toml::Table], base_dir: &Path) {
+    let mut specs = Vec::new();
+    for (i, table) in tables.iter().enumerate() {
+        match toml::Value::Table(table.clone()).try_into::<tilt_constraints::ConstraintSpec>() {
+            Ok(spec) => specs.push(spec),
+            Err(e) => c.fail(&format!("constraints[{i}]"), e.to_string().trim().to_owned()),
+        }
+    }
+    if specs.len() < tables.len() {
+        return;
+    }
+    match tilt_constraints::build(&specs, base_dir) {
+        Ok(_) => {}
+        Err(tilt_constraints::Error::Spec { constraint, field, reason }) => {
+            let path = match specs.iter().position(|s| s.name == constraint) {
+                Some(i) => format!("constraints[{i}].{field}"),
+                None => "constraints".to_owned(),
+            };
+            c.fail(&path, format!("constraint `{constraint}`: {reason}"));
+        }
+        Err(e) => c.fail("constraints", e.to_string()),
+    }
+}
+
+/// Reads and builds `reward.feature` as a run does.
+fn check_reward_feature(c: &mut Checker<'_>, table: &toml::Table, base_dir: &Path) {
+    let built = toml::Value::Table(table.clone())
+        .try_into::<tilt_constraints::FeatureSpec>()
+        .map_err(|e| e.to_string())
+        .and_then(|spec| spec.build("reward", base_dir).map(drop).map_err(|e| e.to_string()));
+    if let Err(e) = built {
+        c.fail("reward.feature", e.trim().to_owned());
+    }
 }
 
 /// Checks that `[sampling]` draws training samples the estimator can use: no truncation

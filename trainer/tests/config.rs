@@ -96,8 +96,7 @@ fn schedules_decay_to_zero_at_the_end() {
 
 #[test]
 fn lambda_is_fitted_only_for_distributional_targets() {
-    let moment =
-        "[[constraints]]\nname = \"female\"\nmoment = 0.5\nfeature = { kind = \"gender\" }\n";
+    let moment = "[[constraints]]\nname = \"female\"\nmoment = 0.5\nfeature = { kind = \"gender\", class = \"female\" }\n";
     let p = plan(&with(&format!("{moment}[lambda_fit]\nsamples = 2048\n"))).unwrap();
     assert_eq!(p.lambda_fit.unwrap().samples, 2048);
     let one = moment.replace("0.5", "1");
@@ -411,4 +410,51 @@ fn shipped_configs_are_valid() {
         }
     }
     assert!(seen >= 62, "{seen} configs");
+}
+
+#[test]
+fn constraints_are_built_when_the_config_is_checked() {
+    let constraint = |body: &str| {
+        format!(
+            "output_dir = \"runs/x\"\n[model]\nbase = \"models/gpt2\"\n[[constraints]]\n\
+             name = \"c\"\n{body}\n"
+        )
+    };
+    for (body, path, needle) in [
+        (
+            "moment = 1.5\nfeature = { kind = \"gender\", class = \"female\" }",
+            "constraints[0].moment",
+            "outside",
+        ),
+        (
+            "pointwise = true\nfeature = { kind = \"wordlist\", words = [] }",
+            "constraints[0].feature",
+            "empty",
+        ),
+        ("pointwise = true\nfeature = { kind = \"alien\" }", "constraints[0]", "alien"),
+        (
+            "moment = \"half\"\nfeature = { kind = \"gender\", class = \"female\" }",
+            "constraints[0]",
+            "half",
+        ),
+    ] {
+        let e = plan(&constraint(body)).expect_err(body);
+        assert!(e.contains(&format!(": {path}")) && e.contains(needle), "{body}: {e}");
+    }
+    // A missing word-list file is a missing input, as a missing model is (`tilt check`
+    // lists them), and the constraints are built once it is there.
+    let p = plan(&constraint(
+        "pointwise = true\nfeature = { kind = \"wordlist\", file = \"no/such/file.txt\" }",
+    ))
+    .unwrap();
+    let missing: Vec<_> = p.missing_inputs().into_iter().map(|(_, f)| f).collect();
+    assert!(missing.contains(&Path::new("configs/no/such/file.txt").to_owned()), "{missing:?}");
+    // A reward feature too.
+    let text = format!(
+        "{}[estimator]\nkind = \"reinforce\"\n[reward]\nsource = \"feature\"\n\
+         feature = {{ kind = \"regex\", pattern = \"(\" }}\n",
+        constraint("pointwise = true\nfeature = { kind = \"word\", word = \"amazing\" }")
+    );
+    let e = plan(&text).expect_err("bad regex");
+    assert!(e.contains("reward.feature"), "{e}");
 }

@@ -302,6 +302,29 @@ fn steps_without_any_sample_in_the_target_skip_their_updates() {
     assert_eq!(last.z, None);
 }
 
+/// Targets that no λ can reach together (the same feature at 0.5 and at 0.3) stop the run at
+/// the λ fit with an error that says so, before any step.
+#[test]
+fn a_lambda_fit_that_does_not_converge_stops_the_run() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let path = config(dir.path(), r#"kind = "gdc_pp""#, 2, "[proposal]\ninterval = 2");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[estimator]",
+        "[[constraints]]\nname = \"has_a_too\"\nmoment = 0.3\n\
+         feature = { kind = \"regex\", pattern = \"a\" }\n\n[estimator]",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let p = plan(&path);
+    let err = run::<B>(&p, Default::default(), &RunOptions::default()).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("fitting λ did not converge"), "{text}");
+    assert!(text.contains("has_a_too"), "{text}");
+    assert!(!p.checkpoints_dir().join("latest").exists());
+}
+
 /// An interrupt (Ctrl-C) stops the run after the current step with a checkpoint, and the run
 /// resumes from it to the same weights as a straight run.
 #[test]

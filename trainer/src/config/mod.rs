@@ -50,7 +50,7 @@
 //! temperature = 1.0
 //! top_p = 1.0
 //! stop_at_eos = false
-//! draw = "auto"           # auto (device without top-k/top-p) | host | device
+//! draw = "auto"           # auto (device; top-p evaluation on the host) | host | device
 //!
 //! [proposal]
 //! criterion = "kl"        # kl | tvd | interval | never
@@ -79,10 +79,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Placeholder for `tilt_constraints::ConstraintSpec` (a `[[constraints]]` table: `name`,
-/// `feature`, and `pointwise = true` or `moment = μ̄`). SEAM: the trainer keeps the raw table
-/// until it depends on tilt-constraints; [`Plan::new`](crate::plan::Plan::new) checks only that
-/// each has a unique `name` and reads `moment` for reports.
+/// A `[[constraints]]` table (`name`, `feature`, and `pointwise = true` or `moment = μ̄`),
+/// kept raw so that the config round-trips as written; [`Plan::new`](crate::plan::Plan::new)
+/// reads it into `tilt_constraints::ConstraintSpec` and builds it, as a run does.
 pub type ConstraintSpec = toml::Table;
 
 /// A whole run config (see the module documentation for an example).

@@ -409,12 +409,16 @@ pub struct SamplingConfig {
     pub prompt: Option<String>,
     /// Tokens generated per sample (paper: 40; RM baselines 25).
     pub new_tokens: u32,
-    /// Softmax temperature (paper: 1).
+    /// Softmax temperature (paper: 1). Off-policy estimators only (gdc, gdc_pp, fdpg with
+    /// `on_policy = false`): their importance weights P/q correct for a tempered q, while the
+    /// on-policy ones take the samples to come from π itself.
     pub temperature: f64,
-    /// Keep the k most likely tokens (default: off, as the paper's top_k 0; write nothing to
-    /// disable, 0 is an error).
+    /// Keep the k most likely tokens. Always an error here: truncation gives q = 0 where p
+    /// may be positive, which no importance weight corrects (`tilt sample --top-k` and
+    /// `eval.top_p` are where truncation belongs). Kept so that the error names it.
     pub top_k: Option<u32>,
-    /// Nucleus sampling mass in (0, 1] (paper: 1.0 for training).
+    /// Nucleus sampling mass in (0, 1]: 1 (the paper's, for training), for the same reason
+    /// as `top_k`.
     pub top_p: f64,
     /// Stop a sample at the end-of-text token (paper: false, always `new_tokens` tokens).
     pub stop_at_eos: bool,
@@ -426,13 +430,13 @@ pub struct SamplingConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum SamplingDraw {
-    /// On the device without top-k / top-p, else on the host.
+    /// On the device, except evaluation samples with `eval.top_p` below 1 (on the host).
     #[default]
     Auto,
-    /// On the host: each step's logits are read back (any warper; double precision).
+    /// On the host: each step's logits are read back (double precision).
     Host,
-    /// On the device: the logits stay there (temperature only: an error with top-k or
-    /// top-p; evaluation samples with `eval.top_p` below 1 are drawn on the host).
+    /// On the device: the logits stay there (evaluation samples with `eval.top_p` below 1
+    /// are drawn on the host).
     Device,
 }
 

@@ -124,6 +124,11 @@ impl Target {
         t
     }
 
+    /// The moment targets μ̄, in λ's order.
+    pub fn moment_targets(&self) -> Vec<f64> {
+        self.constraints.targets()
+    }
+
     /// The names of the moment constraints, in λ's order.
     pub fn moment_names(&self) -> Vec<String> {
         self.constraints.moment_names().iter().map(|s| s.to_string()).collect()
@@ -221,9 +226,63 @@ impl Target {
             .max_iterations(settings.max_iterations as usize)
             .fit(log_q, &log_ab, RowMatrix::new(&scores.moments, n, d)?)
             .context("fitting λ")?;
+        let names = self.moment_names();
+        anyhow::ensure!(report.converged, "{}", not_converged(&report, &names, settings, n));
+        warn_if_uncertain(&report, &names, &self.constraints.targets());
         self.ebm.set_lambda(report.lambda.clone())?;
         Ok(&*self.fit.insert(report))
     }
+}
+
+/// Why training must not go on with a λ fit that did not converge: its target's moments are
+/// not the constraints'.
+fn not_converged(report: &FitReport, names: &[String], settings: &LambdaFit, n: usize) -> String {
+    format!(
+        "fitting λ did not converge: after {} iterations the moments are still {:.2e} from \
+         their targets (ESS {:.0} of {n} samples; λ = {}). The targets may be jointly \
+         unreachable (outside the convex hull of the sampled features: check the moments \
+         of [[constraints]]), or the tolerance ({:e}) too tight for the iterations \
+         (lambda_fit.max_iterations = {}); `tilt fit` shows the fit alone",
+        report.iterations,
+        report.residual,
+        report.ess,
+        lambda_text(&report.lambda, names),
+        settings.tolerance,
+        settings.max_iterations,
+    )
+}
+
+/// `name = value` for each λ.
+fn lambda_text(lambda: &[f64], names: &[String]) -> String {
+    let pairs = lambda.iter().zip(names).map(|(l, name)| format!("{name} {l:.4}"));
+    pairs.collect::<Vec<_>>().join(", ")
+}
+
+/// Warns when the fitted target's moments are uncertain: a 95% interval (± 1.96 standard
+/// errors, [`FitReport::moment_std_err`]) wider than ± 10% of the target (of 0.1 for targets
+/// nearer 0). Hybrid targets fit λ only on the samples that meet the pointwise constraints,
+/// which can be few.
+fn warn_if_uncertain(report: &FitReport, names: &[String], targets: &[f64]) {
+    for ((se, name), target) in report.moment_std_err.iter().zip(names).zip(targets) {
+        if 1.96 * se > 0.1 * target.abs().max(0.1) {
+            log::warn!(
+                "λ[{name}] is uncertain: the fitted target's E[{name}] is {target} ± {se:.3} \
+                 (one standard error; ESS {:.0}); more [lambda_fit] samples narrow it",
+                report.ess
+            );
+        }
+    }
+}
+
+/// The fit in one line per moment: λ, and the fitted target's moment with its standard error.
+pub fn fit_summary(report: &FitReport, names: &[String], targets: &[f64]) -> String {
+    let lines = report.lambda.iter().enumerate().map(|(j, l)| {
+        let name = names.get(j).map_or("?", String::as_str);
+        let target = targets.get(j).copied().unwrap_or(f64::NAN);
+        let se = report.moment_std_err.get(j).copied().unwrap_or(f64::NAN);
+        format!("λ[{name}] = {l:.6}  (E[{name}] under the fitted target: {target} ± {se:.4})")
+    });
+    lines.collect::<Vec<_>>().join("\n")
 }
 
 fn checked(feature: &dyn Feature, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
