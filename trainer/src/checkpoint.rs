@@ -8,6 +8,7 @@
 //!   step-00000110/
 //!   step-00000120/
 //!     manifest.json         step, samples seen, λ, tracker states, RNG states, config hash,
+//!                           estimator, model architecture, training time,
 //!                           and every payload file with its size and SHA-256
 //!     policy.mpk, proposal.mpk, optimizer.mpk, ...   (payloads: written by the model crates)
 //! ```
@@ -16,6 +17,9 @@
 //! directory is renamed to `step-N/` and `latest` replaced through a temp file and a rename,
 //! with the directories fsynced. A crash at any point leaves the previous checkpoint and
 //! `latest` intact; a leftover `*.tmp` directory is ignored and removed by the next write.
+//! Rewriting an existing `step-N/` (a run resumed from an earlier checkpoint) sets the old one
+//! aside as `step-N.replaced.tmp/` until the new one is in place: if `latest` names a `step-N`
+//! missing after a crash there, readers take the one set aside, and pruning keeps it.
 //! Reading checks the format version and every payload's size and checksum, and each error
 //! names the file.
 
@@ -156,8 +160,49 @@ impl RngState {
     }
 }
 
+/// The architecture of the policy a checkpoint holds (GPT-2's config fields that fix the
+/// weights' shapes and meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShape {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Width.
+    pub n_embd: usize,
+    /// Attention heads.
+    pub n_head: usize,
+    /// The MLP's hidden width.
+    pub n_inner: usize,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Context length.
+    pub n_positions: usize,
+}
+
+impl ModelShape {
+    /// The fields where `self` and `other` differ, as `name A vs B`.
+    pub fn differences(&self, other: &ModelShape) -> Vec<String> {
+        let fields = |m: &ModelShape| {
+            [
+                ("n_layer", m.n_layer),
+                ("n_embd", m.n_embd),
+                ("n_head", m.n_head),
+                ("n_inner", m.n_inner),
+                ("vocab_size", m.vocab_size),
+                ("n_positions", m.n_positions),
+            ]
+        };
+        fields(self)
+            .into_iter()
+            .zip(fields(other))
+            .filter(|((_, a), (_, b))| a != b)
+            .map(|((name, a), (_, b))| format!("{name} {a} vs {b}"))
+            .collect()
+    }
+}
+
 /// What a checkpoint holds besides its payload files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingState {
     /// Optimizer steps done.
@@ -173,6 +218,17 @@ pub struct TrainingState {
     pub rng: Vec<RngState>,
     /// [`Config::content_hash`](crate::config::Config::content_hash) of the run's config.
     pub config_hash: String,
+    /// The estimator (`estimator.kind`) whose state the checkpoint holds (`None` in
+    /// checkpoints of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimator: Option<String>,
+    /// The policy's architecture (`None` in checkpoints of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelShape>,
+    /// Seconds the run had trained when it wrote the checkpoint, over all its resumes
+    /// (`None` in checkpoints of older builds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<f64>,
 }
 
 /// The manifest: format, version, training state and the payload files.
@@ -333,8 +389,10 @@ impl CheckpointWriter {
         write_atomic(&self.tmp.join(MANIFEST), &json)?;
         let name = step_dir_name(self.step);
         let dir = self.root.join(&name);
-        // A checkpoint of the same step from an earlier, abandoned branch of the run.
-        let replaced = self.root.join(format!("{name}.replaced.tmp"));
+        // A checkpoint of the same step from an earlier, abandoned branch of the run. While it
+        // is set aside, `latest` may name the missing `step-N`: readers then take the one set
+        // aside (see [`pointed_dir`]).
+        let replaced = self.root.join(replaced_name(&name));
         if dir.exists() {
             if replaced.exists() {
                 fs::remove_dir_all(&replaced).map_err(io_err(&replaced))?;
@@ -349,6 +407,19 @@ impl CheckpointWriter {
         }
         Ok(dir)
     }
+}
+
+/// The name a `step-N` directory is set aside under while a new `step-N` replaces it.
+fn replaced_name(step_dir: &str) -> String {
+    format!("{step_dir}.replaced.tmp")
+}
+
+/// The directory `latest` (naming `name`) means: `name`, or, after a crash while `name` was
+/// being rewritten, the complete old one set aside as `name.replaced.tmp`.
+fn pointed_dir(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    let replaced = root.join(replaced_name(name));
+    if !dir.exists() && replaced.join(MANIFEST).is_file() { replaced } else { dir }
 }
 
 struct HashingWriter<W: Write> {
@@ -422,7 +493,7 @@ impl Checkpoint {
         if parse_step_dir(name).is_none() {
             return Err(CheckpointError::BadPointer { path: pointer, content });
         }
-        Self::read(&root.join(name)).map(Some)
+        Self::read(&pointed_dir(root, name)).map(Some)
     }
 
     /// Its directory.
@@ -456,15 +527,18 @@ pub fn resolve(dir: &Path) -> Result<Checkpoint> {
 }
 
 /// Removes all but the newest `keep` complete checkpoints under `root` (never the one
-/// `latest` names), and leftover `*.tmp` directories. `keep = 0` keeps all.
+/// `latest` names), and leftover `*.tmp` directories (except a set-aside checkpoint that
+/// `latest` still means, see [`Checkpoint::latest`]). `keep = 0` keeps all.
 pub fn prune(root: &Path, keep: usize) -> Result<Vec<PathBuf>> {
     let latest = fs::read_to_string(root.join(LATEST)).ok().map(|s| s.trim().to_owned());
+    let pointed = latest.as_deref().map(|name| pointed_dir(root, name));
     let mut steps = Vec::new();
     let mut removed = Vec::new();
     for entry in fs::read_dir(root).map_err(io_err(root))? {
         let entry = entry.map_err(io_err(root))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") && name.starts_with("step-") {
+        let set_aside_latest = pointed.as_deref() == Some(entry.path().as_path());
+        if name.ends_with(".tmp") && name.starts_with("step-") && !set_aside_latest {
             fs::remove_dir_all(entry.path()).map_err(io_err(&entry.path()))?;
             removed.push(entry.path());
         } else if let Some(step) = parse_step_dir(&name) {

@@ -1,10 +1,12 @@
 //! The command line of `tilt` (clap derive) and what each command does.
 //!
 //! Exit codes: 0 success; 1 the command failed while running (I/O, a diverged run, ...);
-//! 2 the input was wrong (command-line usage, an invalid config, a missing input file) or the
-//! command is not implemented yet; 130 a run stopped by Ctrl-C (after writing a checkpoint).
+//! 2 the input was wrong (command-line usage, an invalid config, a missing or corrupt input
+//! file: model, tokenizer, word list, checkpoint; a checkpoint that does not fit the config) or
+//! the command is not implemented yet; 130 a run stopped by Ctrl-C or SIGTERM (after writing a
+//! checkpoint).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,8 +18,9 @@ use crate::plan::{Overrides, Plan};
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success; 1 the command failed while running; 2 wrong input (usage, invalid \
-config, missing file) or a command that is not implemented yet; 130 a training run stopped by \
-Ctrl-C (it writes a checkpoint first; `tilt train --resume DIR` continues it).
+config, missing or corrupt input file, a checkpoint that does not fit the config) or a command \
+that is not implemented yet; 130 a training run stopped by Ctrl-C, SIGTERM or SIGHUP (it \
+finishes the step and writes a checkpoint first; `tilt train --resume DIR` continues it).
 
 A config is a TOML file (every field is documented in the tilt-trainer crate's `config` module); \
 `tilt check --config run.toml` validates one and prints the resulting plan.";
@@ -229,8 +232,9 @@ pub struct TrainArgs {
     /// Use this seed instead of the config's `seed` (for repeating one config over seeds).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Start afresh even if the output directory holds an earlier run (its metrics, samples
-    /// and checkpoints are replaced).
+    /// Start afresh even if the output directory holds an earlier run: everything it wrote
+    /// (metrics, samples, checkpoints, final/, plots/, run.json) is moved into
+    /// .replaced-run/, deleted once the new run has written its first checkpoint.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
     /// Backend and device.
@@ -419,8 +423,53 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
             || e.is::<BadInput>()
             || e.is::<crate::config::ConfigError>()
             || e.is::<crate::plan::LoadError>()
+            || e.downcast_ref().is_some_and(is_bad_checkpoint)
+            || e.downcast_ref().is_some_and(is_bad_model_input)
+            || e.downcast_ref().is_some_and(is_bad_constraint)
     });
     if wrong_input { 2 } else { 1 }
+}
+
+/// A checkpoint that is missing, corrupt or of another format (not an I/O failure).
+fn is_bad_checkpoint(e: &crate::checkpoint::CheckpointError) -> bool {
+    use crate::checkpoint::CheckpointError as E;
+    match e {
+        E::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        E::Invalid(_) => false,
+        _ => true,
+    }
+}
+
+/// A model or tokenizer file that is missing, malformed or of another shape.
+fn is_bad_model_input(e: &tilt_policies::Error) -> bool {
+    use tilt_policies::Error as E;
+    match e {
+        E::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+        E::Json { .. }
+        | E::Config { .. }
+        | E::Safetensors { .. }
+        | E::CheckpointMismatch { .. }
+        | E::Tensor { .. }
+        | E::Tokenizer { .. }
+        | E::Sampling { .. } => true,
+        _ => false,
+    }
+}
+
+/// A constraint that cannot be built as written (not a scorer failing while it runs).
+fn is_bad_constraint(e: &tilt_constraints::Error) -> bool {
+    use tilt_constraints::Error as E;
+    matches!(
+        e,
+        E::Spec { .. }
+            | E::EmptyWord { .. }
+            | E::EmptyWordList { .. }
+            | E::WordListFile { .. }
+            | E::Regex { .. }
+            | E::NotBinaryFeature { .. }
+            | E::NoFeatures { .. }
+            | E::Parameter { .. }
+    )
 }
 
 fn load_plan(config: &std::path::Path, overrides: &Overrides) -> Result<Plan> {
@@ -476,7 +525,56 @@ fn check(args: &CheckArgs) -> Result<()> {
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    let config = match (&args.config, &args.resume) {
+    let config = train_config(args)?;
+    let mut plan = load_plan(&config, &args.backend.overrides())?;
+    if let Some(dir) = &args.output_dir {
+        plan.output_dir = dir.clone();
+    }
+    if let Some(seed) = args.seed {
+        plan.seed = seed;
+    }
+    let writer = args.parallel.node_rank == 0;
+    match &args.resume {
+        Some(dir) => check_resume(dir, &plan)?,
+        // Only node 0 writes the run's files; the other nodes leave the directory alone.
+        None if !writer || args.overwrite => {}
+        None => refuse_earlier_run(&plan.output_dir)?,
+    }
+    let (topology, devices) = match args.parallel.topology(plan.device)? {
+        Some((t, d)) => (Some(t), d),
+        None => (None, vec![plan.device]),
+    };
+    if let Some(t) = &topology {
+        t.validate(plan.batch_size).map_err(|e| BadInput(e.to_string()))?;
+    }
+    if args.dry_run {
+        crate::train::print_line(&plan.to_string());
+        return Ok(());
+    }
+    if args.overwrite && writer {
+        set_aside_earlier_run(&plan.output_dir)?;
+    }
+    let options = crate::train::RunOptions {
+        resume: args.resume.clone(),
+        stop_after: None,
+        interrupt: Some(interrupt_flag()),
+        progress_bar: true,
+    };
+    let job = crate::train::TrainJob { plan: plan.clone(), options, topology };
+    let devices = devices.into_iter().map(Some).collect();
+    let summary = crate::backend::launch_on(plan.backend, devices, job)?;
+    if let Some(dir) = &summary.final_dir {
+        let done = format!("{} steps; final policy in {}", summary.steps, dir.display());
+        crate::train::print_line(&done);
+    }
+    Ok(())
+}
+
+/// The config `tilt train` runs: `--config`, the demo's config of a `--resume`d demo, or the
+/// embedded demo's (written into its directory; a dry run or `--overwrite` skips the check
+/// for an earlier demo run there, which the common checks then make).
+fn train_config(args: &TrainArgs) -> Result<PathBuf> {
+    Ok(match (&args.config, &args.resume) {
         (Some(config), _) => config.clone(),
         // `tilt train --resume tilt-demo`: the demo's own config.
         (None, Some(dir)) => crate::demo::config_of(dir).ok_or_else(|| {
@@ -489,76 +587,42 @@ fn train(args: &TrainArgs) -> Result<()> {
         })?,
         (None, None) => {
             let dir = args.output_dir.clone().unwrap_or_else(|| crate::demo::DEFAULT_DIR.into());
-            // Node 0 alone checks and clears the directory: the other nodes of a multi-node
-            // demo may share it, and must not remove or refuse node 0's fresh run.
-            let config = if args.parallel.node_rank > 0 {
+            // Node 0 alone checks the directory: the other nodes of a multi-node demo may
+            // share it, and must not refuse node 0's fresh run.
+            let config = if args.parallel.node_rank > 0 || args.overwrite || args.dry_run {
                 crate::demo::write_files(&dir)?
             } else {
-                if args.overwrite {
-                    clear_earlier_run(&dir)?;
-                }
                 crate::demo::prepare(&dir)?
             };
-            println!(
+            crate::train::print_line(&format!(
                 "tilt demo: GDC++ fine-tunes tilt-mini toward two constraints, \"every sample \
                  mentions family\" (pointwise) and \"50% of samples are about women\" \
                  (distributional), on the CPU.\nThe run's config is {}; outputs go to {}.",
                 config.display(),
                 dir.display()
-            );
+            ));
             config
         }
-    };
-    let mut plan = load_plan(&config, &args.backend.overrides())?;
-    if let Some(dir) = &args.output_dir {
-        plan.output_dir = dir.clone();
+    })
+}
+
+/// Checks that `--resume dir` names a checkpoint that `plan` can continue into
+/// `plan.output_dir` (see [`crate::train::check_resumable`]), before anything is written.
+fn check_resume(dir: &Path, plan: &Plan) -> Result<()> {
+    let found = crate::checkpoint::resolve(dir)
+        .with_context(|| format!("cannot resume from {}", dir.display()))?;
+    crate::train::check_resumable(&found, plan)?;
+    let manifest = found.manifest();
+    if manifest.config_hash != plan.config_hash {
+        log::warn!(
+            "the config differs from the one the checkpoint was written with (sha256 {} vs {}); \
+             the estimator and model match, so the run continues with the new settings",
+            manifest.config_hash.chars().take(12).collect::<String>(),
+            &plan.config_hash[..12]
+        );
     }
-    if let Some(seed) = args.seed {
-        plan.seed = seed;
-    }
-    match &args.resume {
-        Some(dir) => {
-            let found = crate::checkpoint::resolve(dir)
-                .with_context(|| format!("cannot resume from {}", dir.display()))?;
-            let manifest = found.manifest();
-            if manifest.config_hash != plan.config_hash {
-                log::warn!(
-                    "the config differs from the one the checkpoint was written with (sha256 {} \
-                     vs {})",
-                    manifest.config_hash.chars().take(12).collect::<String>(),
-                    &plan.config_hash[..12]
-                );
-            }
-            println!("resuming from {} (step {})", found.dir().display(), manifest.step);
-        }
-        // Only node 0 writes the run's files; the other nodes leave the directory alone.
-        None if args.parallel.node_rank > 0 => {}
-        None if args.overwrite => clear_earlier_run(&plan.output_dir)?,
-        None => refuse_earlier_run(&plan)?,
-    }
-    let (topology, devices) = match args.parallel.topology(plan.device)? {
-        Some((t, d)) => (Some(t), d),
-        None => (None, vec![plan.device]),
-    };
-    if let Some(t) = &topology {
-        t.validate(plan.batch_size).map_err(|e| BadInput(e.to_string()))?;
-    }
-    if args.dry_run {
-        println!("{plan}");
-        return Ok(());
-    }
-    let options = crate::train::RunOptions {
-        resume: args.resume.clone(),
-        stop_after: None,
-        interrupt: Some(interrupt_flag()),
-        progress_bar: true,
-    };
-    let job = crate::train::TrainJob { plan: plan.clone(), options, topology };
-    let devices = devices.into_iter().map(Some).collect();
-    let summary = crate::backend::launch_on(plan.backend, devices, job)?;
-    if let Some(dir) = &summary.final_dir {
-        println!("{} steps; final policy in {}", summary.steps, dir.display());
-    }
+    let resuming = format!("resuming from {} (step {})", found.dir().display(), manifest.step);
+    crate::train::print_line(&resuming);
     Ok(())
 }
 
@@ -580,6 +644,9 @@ fn sample(args: &SampleArgs) -> Result<()> {
         output: args.output.clone(),
     };
     job.validate()?;
+    if let Some(path) = &job.output {
+        check_writable("--output", path)?;
+    }
     let backend = args.backend.backend.unwrap_or_default();
     ensure_compiled(backend)?;
     crate::backend::launch(backend, args.backend.device, job.clone())?;
@@ -619,6 +686,32 @@ fn download(_: &DownloadArgs) -> Result<()> {
     .into())
 }
 
+/// Checks, before the work, that the file `path` (option `option`) can be written: its
+/// directory exists and accepts a new file, and `path` is not a directory.
+fn check_writable(option: &str, path: &Path) -> Result<()> {
+    let bad = |why: String| -> anyhow::Error {
+        BadInput(format!("{option} {}: {why}", path.display())).into()
+    };
+    if path.is_dir() {
+        return Err(bad("is a directory".into()));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(format!("the directory {} does not exist", dir.display())));
+    }
+    let probe = dir.join(format!(".tilt-write-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(bad(format!("cannot write in {}: {e}", dir.display()))),
+    }
+}
+
 fn ensure_compiled(backend: Backend) -> Result<()> {
     if crate::backend::is_compiled(backend) {
         return Ok(());
@@ -647,6 +740,9 @@ fn eval(args: &EvalArgs) -> Result<()> {
     if !model.exists() {
         return Err(BadInput(format!("--model {}: no such directory", model.display())).into());
     }
+    if let Some(path) = &args.output {
+        check_writable("--output", path)?;
+    }
     let job = crate::commands::EvalJob { plan: plan.clone(), model };
     let (record, targets) = crate::backend::launch(plan.backend, Some(plan.device), job)?;
     match &args.output {
@@ -660,8 +756,6 @@ fn eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// A flag that the first Ctrl-C sets (the run stops after its current step, with a checkpoint);
-/// a second Ctrl-C exits at once (checkpoints are atomic, so none is left half-written).
 fn coordinator(args: &CoordinatorArgs) -> Result<()> {
     // A clear error for a port in use (burn's server only logs it).
     std::net::TcpListener::bind(("0.0.0.0", args.port))
@@ -675,6 +769,9 @@ fn coordinator(args: &CoordinatorArgs) -> Result<()> {
     Ok(())
 }
 
+/// A flag that the first Ctrl-C, SIGTERM or SIGHUP sets (the run stops after its current step,
+/// with a checkpoint); a second one exits at once (checkpoints are atomic, so none is left
+/// half-written).
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&flag);
@@ -688,38 +785,64 @@ fn interrupt_flag() -> Arc<AtomicBool> {
         );
     });
     if let Err(e) = installed {
-        log::warn!("Ctrl-C will not write a checkpoint: {e}");
+        log::warn!("Ctrl-C and SIGTERM will not write a checkpoint: {e}");
     }
     flag
 }
 
-/// `--overwrite`: removes an earlier run's metrics, samples and checkpoints from `dir`.
-fn clear_earlier_run(dir: &std::path::Path) -> Result<()> {
-    for file in [crate::train::METRICS_FILE, crate::train::SAMPLES_FILE] {
-        let path = dir.join(file);
-        if path.exists() {
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+/// `--overwrite`: moves everything an earlier run wrote in `dir` into `dir/.replaced-run/`,
+/// which the new run deletes once it has written its first checkpoint (until then the earlier
+/// run can be recovered from there). When `.replaced-run/` already exists, it holds the run
+/// an earlier `--overwrite` replaced by one that never reached a checkpoint: it stays, and the
+/// files of that unfinished start are deleted.
+fn set_aside_earlier_run(dir: &Path) -> Result<()> {
+    let aside = dir.join(crate::train::REPLACED_RUN_DIR);
+    let keep_older = aside.exists();
+    for name in crate::train::run_outputs() {
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
         }
-    }
-    let checkpoints = dir.join(crate::checkpoint::CHECKPOINTS_DIR);
-    if checkpoints.exists() {
-        std::fs::remove_dir_all(&checkpoints)
-            .with_context(|| format!("removing {}", checkpoints.display()))?;
+        if keep_older {
+            remove_path(&path)?;
+        } else {
+            std::fs::create_dir_all(&aside)
+                .with_context(|| format!("creating {}", aside.display()))?;
+            let to = aside.join(name);
+            std::fs::rename(&path, &to)
+                .with_context(|| format!("moving {} to {}", path.display(), to.display()))?;
+        }
     }
     Ok(())
 }
 
-/// A fresh run must not silently replace an earlier run's metrics and checkpoints.
-fn refuse_earlier_run(plan: &Plan) -> Result<()> {
-    let metrics = plan.output_dir.join(crate::train::METRICS_FILE);
-    if !metrics.exists() {
+fn remove_path(path: &Path) -> Result<()> {
+    let removed = match path.is_dir() {
+        true => std::fs::remove_dir_all(path),
+        false => std::fs::remove_file(path),
+    };
+    removed.with_context(|| format!("removing {}", path.display()))
+}
+
+/// A fresh run must not silently replace an earlier run's metrics and checkpoints. An output
+/// directory with an empty metrics.jsonl and no checkpoint (a run that failed before its first
+/// evaluation) holds nothing to keep.
+fn refuse_earlier_run(dir: &Path) -> Result<()> {
+    let metrics = dir.join(crate::train::METRICS_FILE);
+    let latest = dir.join(crate::checkpoint::CHECKPOINTS_DIR).join(crate::checkpoint::LATEST);
+    let how = if latest.exists() {
+        format!("continue it with --resume {}, start afresh there with --overwrite", dir.display())
+    } else if crate::train::has_records(&metrics) {
+        "it has no checkpoint to resume: start afresh there with --overwrite".to_owned()
+    } else {
         return Ok(());
-    }
+    };
+    let what = if latest.exists() { &latest } else { &metrics };
     Err(BadInput(format!(
-        "output_dir {} already holds a run ({} exists): continue it with --resume {0}, start \
-         afresh there with --overwrite, or choose another output_dir (--output-dir)",
-        plan.output_dir.display(),
-        metrics.display()
+        "output_dir {} already holds a run ({} exists): {how}, or choose another output_dir \
+         (--output-dir)",
+        dir.display(),
+        what.display()
     ))
     .into())
 }
@@ -740,5 +863,28 @@ mod tests {
         assert_eq!(exit_code(&e), 2);
         let e = anyhow::Error::from(std::io::Error::other("disk full")).context("writing");
         assert_eq!(exit_code(&e), 1);
+    }
+
+    #[test]
+    fn missing_or_corrupt_input_files_exit_2() {
+        use std::io::{Error, ErrorKind};
+        let code = |e: anyhow::Error| exit_code(&e.context("cannot resume from x"));
+        let path = PathBuf::from("x");
+        let missing = crate::checkpoint::CheckpointError::NotFound { path: path.clone() };
+        assert_eq!(code(missing.into()), 2);
+        let full = Error::other("disk full");
+        let io = crate::checkpoint::CheckpointError::Io { path: path.clone(), source: full };
+        assert_eq!(code(io.into()), 1);
+        let source = Error::new(ErrorKind::NotFound, "no such file");
+        let model = tilt_policies::Error::Io { path: path.clone(), source };
+        assert_eq!(code(model.into()), 2);
+        let source = Error::other("disk full");
+        assert_eq!(code(tilt_policies::Error::Io { path, source }.into()), 1);
+        let spec = tilt_constraints::Error::Spec {
+            constraint: "c".into(),
+            field: "feature".into(),
+            reason: "bad".into(),
+        };
+        assert_eq!(code(spec.into()), 2);
     }
 }

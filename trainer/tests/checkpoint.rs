@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 use tilt_trainer::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointWriter, LATEST, MANIFEST, RngState, TrainingState,
-    prune, resolve, write_atomic,
+    Checkpoint, CheckpointError, CheckpointWriter, LATEST, MANIFEST, ModelShape, RngState,
+    TrainingState, prune, resolve, write_atomic,
 };
 
 fn state(step: u64) -> TrainingState {
@@ -19,6 +19,16 @@ fn state(step: u64) -> TrainingState {
         trackers,
         rng: vec![RngState::new("sampler", "chacha20", &[7, 0, 255, 1])],
         config_hash: "ab".repeat(32),
+        estimator: Some("gdc_pp".into()),
+        model: Some(ModelShape {
+            n_layer: 2,
+            n_embd: 16,
+            n_head: 2,
+            n_inner: 64,
+            vocab_size: 16,
+            n_positions: 32,
+        }),
+        elapsed_s: Some(12.5),
     }
 }
 
@@ -173,4 +183,39 @@ fn atomic_write_replaces_whole_files() {
     assert_eq!(fs::read(&p).unwrap(), b"second");
     let leftovers: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temp file left behind");
+}
+
+/// A crash while a step directory is rewritten leaves `latest` naming a `step-N` that was set
+/// aside as `step-N.replaced.tmp`: reading falls back to it and pruning keeps it.
+#[test]
+fn latest_falls_back_to_a_checkpoint_set_aside_during_a_rewrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(root, 5);
+    write(root, 10);
+    fs::rename(root.join("step-00000010"), root.join("step-00000010.replaced.tmp")).unwrap();
+    assert_eq!(resolve(root).unwrap().manifest().step, 10);
+    prune(root, 1).unwrap();
+    assert!(root.join("step-00000010.replaced.tmp").is_dir(), "pruning keeps it");
+    assert_eq!(resolve(root).unwrap().manifest().step, 10);
+    // The rewrite done again completes the replacement.
+    write(root, 10);
+    prune(root, 1).unwrap();
+    assert!(!root.join("step-00000010.replaced.tmp").exists());
+    assert_eq!(resolve(root).unwrap().dir(), root.join("step-00000010"));
+}
+
+/// Manifests of older builds (without estimator, model and elapsed_s) still read.
+#[test]
+fn manifests_without_the_newer_fields_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = write(tmp.path(), 10);
+    let path = dir.join(MANIFEST);
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    for field in ["estimator", "model", "elapsed_s"] {
+        json.as_object_mut().unwrap().remove(field).expect("written");
+    }
+    fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let m = Checkpoint::read(&dir).unwrap().manifest().clone();
+    assert_eq!((m.estimator.as_deref(), m.model, m.elapsed_s), (None, None, None));
 }

@@ -7,4 +7,5 @@ mod commands;
 mod config;
 mod parallel;
 mod report;
+mod robustness;
 mod train;

@@ -18,7 +18,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use self::ztrack::ZLog;
 use anyhow::{Context, Result};
@@ -31,8 +31,10 @@ use rand_chacha::ChaCha8Rng;
 use tilt_estimators::{Estimator, ProposalCriterion, ProposalUpdate};
 use tilt_policies::{Gpt2, Gpt2Tokenizer, ValueHead, checkpoint::load_hf_dir};
 
+pub(crate) use self::progress::print_line;
 use self::rollout::Sampler;
-pub use self::state::resume_from;
+pub(crate) use self::state::has_records;
+pub use self::state::{check_resumable, resume_from};
 pub use self::step::{NonFiniteLoss, StepReport, build_estimator};
 use self::target::Target;
 use crate::parallel::Peer;
@@ -47,6 +49,21 @@ pub const SAMPLES_FILE: &str = "samples.jsonl";
 pub const FINAL_DIR: &str = "final";
 /// Plots.
 pub const PLOTS_DIR: &str = "plots";
+/// Where `tilt train --overwrite` sets the earlier run's files aside; the new run deletes it
+/// once it has written its first checkpoint.
+pub const REPLACED_RUN_DIR: &str = ".replaced-run";
+
+/// Everything a run writes under `output_dir` (what `--overwrite` replaces).
+pub fn run_outputs() -> [&'static str; 6] {
+    [
+        METRICS_FILE,
+        SAMPLES_FILE,
+        crate::checkpoint::CHECKPOINTS_DIR,
+        FINAL_DIR,
+        PLOTS_DIR,
+        crate::report::RUN_FILE,
+    ]
+}
 
 /// Rows per sampling call (bounded by the forward minibatch for memory).
 const SAMPLE_CHUNK: usize = 64;
@@ -126,7 +143,28 @@ pub(crate) struct Run<B: AutodiffBackend> {
     /// The run's files (the writing peer only).
     metrics: Option<MetricsLog>,
     samples_file: Option<File>,
-    started: Instant,
+    /// Training time, over all the run's resumes (`elapsed_s`).
+    started: RunClock,
+}
+
+/// The run's training time: the time before this process resumed it, plus this process's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunClock {
+    since: Instant,
+    before: Duration,
+}
+
+impl RunClock {
+    /// A clock that has already counted `before_s` seconds (0 for a fresh run).
+    fn starting_at(before_s: f64) -> Self {
+        let before = Duration::try_from_secs_f64(before_s).unwrap_or_default();
+        Self { since: Instant::now(), before }
+    }
+
+    /// The training time so far.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.before + self.since.elapsed()
+    }
 }
 
 /// KL-control's value head on π's final hidden states, with an optimizer of its own (the same
@@ -173,29 +211,62 @@ pub(crate) fn load_model<B: burn::tensor::backend::Backend>(
     load_hf_dir::<B>(dir, device).with_context(|| format!("loading the model {}", dir.display()))
 }
 
-/// Creates the output directory and opens metrics.jsonl and samples.jsonl, afresh or to
-/// append.
-fn open_run_files(plan: &Plan, fresh: bool) -> Result<(MetricsLog, File)> {
+/// Creates the output directory and opens metrics.jsonl and samples.jsonl: afresh, or, for a
+/// run resumed at step `resumed`, to append after dropping their records of later steps (written
+/// after that checkpoint), so each reads as one uninterrupted run.
+fn open_run_files(plan: &Plan, resumed: Option<u64>) -> Result<(MetricsLog, File)> {
     std::fs::create_dir_all(&plan.output_dir)
         .with_context(|| format!("creating {}", plan.output_dir.display()))?;
     let metrics_path = plan.output_dir.join(METRICS_FILE);
-    if fresh {
-        let _ = std::fs::remove_file(&metrics_path);
-    }
-    let metrics = MetricsLog::open(&metrics_path)?;
     let samples_path = plan.output_dir.join(SAMPLES_FILE);
+    let metrics = match resumed {
+        Some(step) => {
+            keep_samples_up_to(&samples_path, step)?;
+            MetricsLog::resume(&metrics_path, step)?
+        }
+        None => {
+            let _ = std::fs::remove_file(&metrics_path);
+            MetricsLog::open(&metrics_path)?
+        }
+    };
     let samples_file = std::fs::OpenOptions::new()
         .create(true)
-        .append(!fresh)
+        .append(resumed.is_some())
         .write(true)
-        .truncate(fresh)
+        .truncate(resumed.is_none())
         .open(&samples_path)
         .with_context(|| format!("opening {}", samples_path.display()))?;
     Ok((metrics, samples_file))
 }
 
+/// Drops the lines of samples.jsonl at `path` whose step is after `step` (and a torn last line),
+/// atomically.
+fn keep_samples_up_to(path: &Path, step: u64) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| sample_step(line).is_some_and(|s| s <= step))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        crate::checkpoint::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The `step` of one line of samples.jsonl (`None` if the line is not such a record).
+fn sample_step(line: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(line).ok()?.get("step")?.as_u64()
+}
+
 impl<B: AutodiffBackend> Run<B> {
-    fn new(plan: Plan, device: B::Device, fresh: bool, peer: Peer) -> Result<Self> {
+    /// Loads the models and builds the target; the run's files are opened by
+    /// [`open_files`](Self::open_files).
+    fn new(plan: Plan, device: B::Device, peer: Peer) -> Result<Self> {
         let tokenizer = Gpt2Tokenizer::from_file(&plan.tokenizer)
             .with_context(|| format!("loading the tokenizer {}", plan.tokenizer.display()))?;
         let base: Gpt2<B> = load_model(&plan.base_model, &device)?;
@@ -216,13 +287,6 @@ impl<B: AutodiffBackend> Run<B> {
             ),
             optimizer: optimizer::<B, ValueHead<B>>(&plan),
         });
-        let (metrics, samples_file) = match peer.is_writer() {
-            true => {
-                let (m, f) = open_run_files(&plan, fresh)?;
-                (Some(m), Some(f))
-            }
-            false => (None, None),
-        };
         B::seed(&device, plan.seed);
         Ok(Self {
             rngs: peer.own_streams().map(|s| stream_rng(plan.seed, s)).collect(),
@@ -242,10 +306,20 @@ impl<B: AutodiffBackend> Run<B> {
             peer,
             step: 0,
             samples_seen: 0,
-            metrics,
-            samples_file,
-            started: Instant::now(),
+            metrics: None,
+            samples_file: None,
+            started: RunClock::starting_at(0.0),
         })
+    }
+
+    /// Opens metrics.jsonl and samples.jsonl (the writing peer): afresh, or after the step of
+    /// the checkpoint this run resumed from (`resumed`).
+    fn open_files(&mut self, resumed: bool) -> Result<()> {
+        if self.peer.is_writer() {
+            let (m, f) = open_run_files(&self.plan, resumed.then_some(self.step))?;
+            (self.metrics, self.samples_file) = (Some(m), Some(f));
+        }
+        Ok(())
     }
 
     /// This peer's part of `n` fresh samples from `model` with `sampler` (the evaluation
@@ -301,17 +375,14 @@ impl<B: AutodiffBackend> Run<B> {
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
         let mine = ([r.log_sampler.clone(), r.log_model.clone()], scores);
         let ([log_q, log_a], scores) = concat_scored(self.gather(mine, "the λ-fit samples")?);
-        {
-            let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
-            log::info!(
-                "λ = {:?} after {} iterations (max |μ̂ − μ̄| = {:.2e}, ESS {:.0} of {n}, {})",
-                report.lambda,
-                report.iterations,
-                report.residual,
-                report.ess,
-                if report.converged { "converged" } else { "NOT converged" }
-            );
-        }
+        let (names, targets) = (self.target.moment_names(), self.target.moment_targets());
+        let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
+        log::info!(
+            "λ fitted on {n} samples of a (ESS {:.0}, {} iterations):\n{}",
+            report.ess,
+            report.iterations,
+            target::fit_summary(report, &names, &targets)
+        );
         Ok(())
     }
 
@@ -387,7 +458,7 @@ impl<B: AutodiffBackend> Run<B> {
         let targets = self.target.targets();
         render_plots(&records, &targets, &self.plan.output_dir.join(PLOTS_DIR))?;
         if let (Some(first), Some(last)) = (records.first(), records.last()) {
-            println!("{}", summary_table(first, last, &targets));
+            print_line(&summary_table(first, last, &targets));
         }
         let info = crate::report::RunInfo {
             config: self.plan.config_file.clone(),
@@ -550,14 +621,15 @@ fn run_peer<B: AutodiffBackend>(
     peer: Peer,
 ) -> Result<RunSummary> {
     let writer = peer.is_writer();
-    let mut run = Run::<B>::new(plan.clone(), device, options.resume.is_none(), peer)?;
-    match &options.resume {
-        Some(dir) => run.resume(dir)?,
-        None => {
-            run.fit_lambda()?;
-            let record = run.evaluate()?;
-            run.write_record(record, None)?;
-        }
+    let mut run = Run::<B>::new(plan.clone(), device, peer)?;
+    if let Some(dir) = &options.resume {
+        run.resume(dir)?;
+    }
+    run.open_files(options.resume.is_some())?;
+    if options.resume.is_none() {
+        run.fit_lambda()?;
+        let record = run.evaluate()?;
+        run.write_record(record, None)?;
     }
     let last = options.stop_after.unwrap_or(plan.steps).min(plan.steps);
     let targets = run.target.targets();

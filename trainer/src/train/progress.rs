@@ -1,9 +1,12 @@
 //! What a run shows while it trains: a progress bar with ETA and the latest loss and metrics
 //! (on a terminal), and one line per evaluation (always, so that logs of runs without a
-//! terminal show progress too).
+//! terminal show progress too). A closed stdout (`tilt train | head -1`) stops the lines,
+//! never the run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -61,7 +64,7 @@ impl Progress {
         }
         let line = line.trim_end_matches(',');
         if self.bar.is_hidden() {
-            println!("{line}");
+            print_line(line);
         } else {
             self.bar.println(line);
         }
@@ -71,6 +74,27 @@ impl Progress {
     /// Removes the bar.
     pub(super) fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// Set once writing to stdout failed (its reader went away): nothing more is printed there.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Prints `line` on stdout. When stdout is closed (a broken pipe) or fails otherwise, it logs
+/// that once and prints nothing more: the run goes on and writes its files.
+pub(crate) fn print_line(line: &str) {
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        match e.kind() {
+            std::io::ErrorKind::BrokenPipe => {
+                log::info!("stdout is closed: no more progress lines (the run goes on)");
+            }
+            _ => log::warn!("cannot print to stdout ({e}): no more progress lines"),
+        }
     }
 }
 

@@ -1,22 +1,30 @@
 //! Checkpoints and resume: π, q, the value head and the optimizers' states as burn records (parameter ids
 //! included, so the optimizer's moments find their parameters again), the Z tracker, λ, the
 //! RNG states and the step, written atomically with the trainer's checkpoint helpers.
+//!
+//! A resume first checks that the checkpoint fits the run (estimator, proposal, value head,
+//! the policy's architecture and every weight's shape): a mismatch is a [`BadInput`] naming the
+//! checkpoint, not a panic or a run that trains on reinterpreted state.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{METRICS_FILE, Run};
-use crate::checkpoint::{CheckpointWriter, RngState, TrainingState, prune, resolve};
-use crate::report::MetricsLog;
-use tilt_policies::{Gpt2, ValueHead};
+use super::{REPLACED_RUN_DIR, Run, RunClock};
+use crate::checkpoint::{
+    Checkpoint, CheckpointWriter, ModelShape, RngState, TrainingState, prune, resolve,
+};
+use crate::cli::BadInput;
+use crate::plan::{Estimator, Plan};
+use tilt_policies::{Gpt2, Gpt2Config, ValueHead};
 
 type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
 
@@ -101,10 +109,24 @@ impl<B: AutodiffBackend> Run<B> {
             trackers,
             rng,
             config_hash: self.plan.config_hash.clone(),
+            estimator: Some(estimator_kind(&self.plan.estimator).to_owned()),
+            model: Some(model_shape(self.policy.config())),
+            elapsed_s: Some(self.started.elapsed().as_secs_f64()),
         };
         let dir = w.commit(state)?;
         prune(&root, self.plan.checkpoint_keep_last as usize)?;
         log::info!("checkpoint {}", dir.display());
+        self.drop_replaced_run()
+    }
+
+    /// Deletes the earlier run that `--overwrite` set aside, now that this run has a
+    /// checkpoint of its own.
+    fn drop_replaced_run(&self) -> Result<()> {
+        let aside = self.plan.output_dir.join(REPLACED_RUN_DIR);
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)
+                .with_context(|| format!("removing the replaced run {}", aside.display()))?;
+        }
         Ok(())
     }
 
@@ -115,45 +137,67 @@ impl<B: AutodiffBackend> Run<B> {
         if m.config_hash != self.plan.config_hash {
             log::debug!("resuming with a config that differs from the checkpoint's");
         }
-        let rec = Rec::default();
-        let read = |role: &str| -> Result<Vec<u8>> {
-            let path = ck.file(role).with_context(|| format!("checkpoint has no `{role}`"))?;
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-        };
-        let policy = rec.load(read("policy")?, &self.device).context("loading π")?;
-        self.policy = self.policy.clone().load_record(policy);
-        if let Some(q) = self.proposal.take() {
-            let r = rec.load(read("proposal")?, &self.device).context("loading q")?;
-            self.proposal = Some(q.load_record(r));
+        check_resumable(&ck, &self.plan)?;
+        self.check_model(&ck)?;
+        self.restore_models(&ck)?;
+        self.z = super::ztrack::ZLog::from_bytes(&read_payload(&ck, "z_tracker")?.1)?;
+        self.restore_estimator(&ck)?;
+        if !m.lambda.is_empty() {
+            self.target.set_lambda(m.lambda.clone())?;
         }
-        let opt = rec.load(read("optimizer")?, &self.device).context("loading the optimizer")?;
+        self.restore_rngs(&ck)?;
+        self.step = m.step;
+        self.samples_seen = m.samples_seen;
+        self.started = RunClock::starting_at(m.elapsed_s.unwrap_or(0.0));
+        log::info!("resumed from {} at step {}", ck.dir().display(), self.step);
+        Ok(())
+    }
+
+    /// π, q, the value head and their optimizers' states.
+    fn restore_models(&mut self, ck: &Checkpoint) -> Result<()> {
+        let rec = Rec::default();
+        let (path, bytes) = read_payload(ck, "policy")?;
+        self.policy = load_gpt2(&self.policy, bytes, &path, &self.device).context("loading π")?;
+        if let Some(q) = self.proposal.take() {
+            let (path, bytes) = read_payload(ck, "proposal")?;
+            self.proposal = Some(load_gpt2(&q, bytes, &path, &self.device).context("loading q")?);
+        }
+        let opt = rec.load(read_payload(ck, "optimizer")?.1, &self.device);
+        let opt = opt.context("loading the optimizer")?;
         self.optimizer = super::optimizer::<B, Gpt2<B>>(&self.plan).load_record(opt);
         if let Some(critic) = self.critic.take() {
-            let head =
-                rec.load(read("value_head")?, &self.device).context("loading the value head")?;
-            let opt = rec
-                .load(read("value_optimizer")?, &self.device)
-                .context("loading the value head's optimizer")?;
+            let head = rec.load(read_payload(ck, "value_head")?.1, &self.device);
+            let head = head.context("loading the value head")?;
+            let opt = rec.load(read_payload(ck, "value_optimizer")?.1, &self.device);
+            let opt = opt.context("loading the value head's optimizer")?;
             self.critic = Some(super::Critic {
                 head: critic.head.load_record(head),
                 optimizer: super::optimizer::<B, ValueHead<B>>(&self.plan).load_record(opt),
             });
         }
-        self.z = super::ztrack::ZLog::from_bytes(&read("z_tracker")?)?;
-        let bytes = read("estimator")?;
-        anyhow::ensure!(
-            bytes.len() % 8 == 0,
-            "the estimator state is {} bytes, not f64s",
-            bytes.len()
-        );
+        Ok(())
+    }
+
+    /// The estimator's state (adaptive β, a moving-average baseline, ...).
+    fn restore_estimator(&mut self, ck: &Checkpoint) -> Result<()> {
+        let (path, bytes) = read_payload(ck, "estimator")?;
+        let bad = |why: String| BadInput(format!("{}: {why}", path.display()));
+        if !bytes.len().is_multiple_of(8) {
+            let why = format!("the estimator state is {} bytes, not f64s", bytes.len());
+            return Err(bad(why).into());
+        }
         let state: Vec<f64> = bytes
             .chunks_exact(8)
             .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect();
-        self.estimator.restore(&state).context("restoring the estimator's state")?;
-        if !m.lambda.is_empty() {
-            self.target.set_lambda(m.lambda.clone())?;
-        }
+        self.estimator
+            .restore(&state)
+            .map_err(|e| bad(format!("cannot restore the estimator's state: {e:#}")).into())
+    }
+
+    /// The training and evaluation RNGs of this peer's sample streams.
+    fn restore_rngs(&mut self, ck: &Checkpoint) -> Result<()> {
+        let m = ck.manifest();
         let rng = |name: &str| {
             m.rng
                 .iter()
@@ -179,21 +223,198 @@ impl<B: AutodiffBackend> Run<B> {
             self.peer.own_streams().map(|s| rng(&rng_name("sampler", s))).collect::<Result<_>>()?;
         self.eval_rngs =
             self.peer.own_streams().map(|s| rng(&rng_name("eval", s))).collect::<Result<_>>()?;
-        self.step = m.step;
-        self.samples_seen = m.samples_seen;
-        if self.step > self.plan.steps {
-            bail!(
-                "the checkpoint is at step {}, past the run's {} steps",
-                self.step,
-                self.plan.steps
-            );
-        }
-        if self.peer.is_writer() {
-            let path = self.plan.output_dir.join(METRICS_FILE);
-            self.metrics = Some(MetricsLog::resume(&path, self.step)?);
-        }
-        log::info!("resumed from {} at step {}", ck.dir().display(), self.step);
         Ok(())
+    }
+}
+
+/// The payload file of `ck` with this role: its path and its bytes.
+fn read_payload(ck: &Checkpoint, role: &str) -> Result<(PathBuf, Vec<u8>)> {
+    let path = ck.file(role).with_context(|| format!("checkpoint has no `{role}`"))?;
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((path, bytes))
+}
+
+impl<B: AutodiffBackend> Run<B> {
+    /// Checks that the checkpoint's policy has this run's architecture (when its manifest
+    /// records it; every weight's shape is checked while loading anyway).
+    fn check_model(&self, ck: &Checkpoint) -> Result<()> {
+        let Some(saved) = ck.manifest().model else { return Ok(()) };
+        let differences = saved.differences(&model_shape(self.policy.config()));
+        if differences.is_empty() {
+            return Ok(());
+        }
+        let model = self.plan.policy_init.as_ref().unwrap_or(&self.plan.base_model);
+        Err(BadInput(format!(
+            "cannot resume from {}: its policy is not the model {} (checkpoint vs model: {}); \
+             resume with the run's own model, or start afresh (--overwrite)",
+            ck.dir().display(),
+            model.display(),
+            differences.join(", ")
+        ))
+        .into())
+    }
+}
+
+/// The architecture the manifest records for `config`.
+fn model_shape(config: &Gpt2Config) -> ModelShape {
+    ModelShape {
+        n_layer: config.n_layer,
+        n_embd: config.n_embd,
+        n_head: config.n_head,
+        n_inner: config.n_inner.unwrap_or(4 * config.n_embd),
+        vocab_size: config.vocab_size,
+        n_positions: config.n_positions,
+    }
+}
+
+/// The `estimator.kind` of `e`, as manifests record it.
+fn estimator_kind(e: &Estimator) -> &'static str {
+    match e {
+        Estimator::Reinforce { .. } => "reinforce",
+        Estimator::KlControl { .. } => "kl_control",
+        Estimator::Dpg { .. } => "dpg",
+        Estimator::Gdc { .. } => "gdc",
+        Estimator::GdcPp { .. } => "gdc_pp",
+        Estimator::Fdpg { .. } => "fdpg",
+    }
+}
+
+/// Checks that `plan` can continue from checkpoint `ck`: no more steps done than the plan has,
+/// the same estimator (when the manifest records it), and a proposal q and a value head exactly
+/// when the plan's estimator has them; and `plan.output_dir` must not hold another run.
+/// A mismatch is a [`BadInput`] naming the checkpoint and both values. Other differences in
+/// the config (learning rate, length, evaluation) are allowed.
+pub fn check_resumable(ck: &Checkpoint, plan: &Plan) -> Result<()> {
+    let step = ck.manifest().step;
+    if step > plan.steps {
+        let why = format!("it is at step {step}, past the config's {} steps", plan.steps);
+        return Err(not_resumable(ck, &why));
+    }
+    let kind = estimator_kind(&plan.estimator);
+    if let Some(saved) = ck.manifest().estimator.as_deref()
+        && saved != kind
+    {
+        return Err(not_resumable(
+            ck,
+            &format!("it was written by estimator.kind `{saved}`, the config says `{kind}`"),
+        ));
+    }
+    let parts = [
+        ("proposal", plan.estimator.is_off_policy(), "proposal q"),
+        ("value_head", plan.estimator.critic().is_some(), "value head (estimator.critic)"),
+    ];
+    for (role, wanted, what) in parts {
+        let saved = ck.file(role).is_some();
+        if saved != wanted {
+            let (holds, uses) =
+                if saved { ("holds a", "does not use one") } else { ("holds no", "uses one") };
+            let why = format!("the checkpoint {holds} {what}, and the config's `{kind}` {uses}");
+            return Err(not_resumable(ck, &why));
+        }
+    }
+    refuse_other_run_dir(ck.dir(), &plan.output_dir)
+}
+
+/// Whether `metrics` holds at least one record (an empty file is not a run).
+pub(crate) fn has_records(metrics: &Path) -> bool {
+    std::fs::read(metrics).is_ok_and(|b| b.iter().any(|c| !c.is_ascii_whitespace()))
+}
+
+/// The run directory a checkpoint directory (`RUN/checkpoints/step-N`) belongs to.
+fn run_dir_of(checkpoint: &Path) -> Option<&Path> {
+    let checkpoints = checkpoint.parent()?;
+    let is_root = checkpoints.file_name()? == crate::checkpoint::CHECKPOINTS_DIR;
+    is_root.then(|| checkpoints.parent()).flatten()
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A resume writes into `output_dir` and drops its metrics after the checkpoint's step: refuse
+/// when those metrics are another run's (not the run the checkpoint belongs to).
+fn refuse_other_run_dir(checkpoint: &Path, output_dir: &Path) -> Result<()> {
+    let metrics = output_dir.join(super::METRICS_FILE);
+    if !has_records(&metrics) || run_dir_of(checkpoint).is_some_and(|d| same_dir(d, output_dir)) {
+        return Ok(());
+    }
+    Err(BadInput(format!(
+        "cannot resume from {} into {}: that directory holds another run ({} exists), which \
+         the resume would overwrite; resume into the checkpoint's own run directory, or choose \
+         an empty --output-dir",
+        checkpoint.display(),
+        output_dir.display(),
+        metrics.display()
+    ))
+    .into())
+}
+
+fn not_resumable(ck: &Checkpoint, why: &str) -> anyhow::Error {
+    BadInput(format!(
+        "cannot resume from {}: {why}; resume with the config the run was started with, or \
+         start afresh (--overwrite, or another --output-dir)",
+        ck.dir().display()
+    ))
+    .into()
+}
+
+/// `current` with the weights of the GPT-2 record `bytes` (read from `path`), after checking
+/// that they have its architecture: a [`BadInput`] naming `path` otherwise.
+fn load_gpt2<B: Backend>(
+    current: &Gpt2<B>,
+    bytes: Vec<u8>,
+    path: &Path,
+    device: &B::Device,
+) -> Result<Gpt2<B>> {
+    let record: <Gpt2<B> as Module<B>>::Record = Rec::default()
+        .load(bytes, device)
+        .map_err(|e| BadInput(format!("{}: not a GPT-2 record: {e}", path.display())))?;
+    let wrong = |what: String| -> anyhow::Error {
+        BadInput(format!(
+            "{}: the checkpoint's weights are of another model than this run's ({what}); \
+             resume with the run's own model, or start afresh (--overwrite)",
+            path.display()
+        ))
+        .into()
+    };
+    if record.h.len() != current.h.len() {
+        let (saved, here) = (record.h.len(), current.h.len());
+        return Err(wrong(format!("{saved} transformer blocks, the model has {here}")));
+    }
+    let loaded = current.clone().load_record(record);
+    let (want, got) = (param_shapes(current), param_shapes(&loaded));
+    if let Some(((name, here), (_, saved))) = want.iter().zip(&got).find(|(a, b)| a != b) {
+        return Err(wrong(format!("{name} is {saved:?}, the model's is {here:?}")));
+    }
+    Ok(loaded)
+}
+
+/// Every float parameter of `module` with its path (`h.0.attn.c_attn.weight`) and shape.
+fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Vec<usize>)> {
+    let mut v = ParamShapes { path: Vec::new(), shapes: Vec::new() };
+    module.visit(&mut v);
+    v.shapes
+}
+
+struct ParamShapes {
+    path: Vec<String>,
+    shapes: Vec<(String, Vec<usize>)>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for ParamShapes {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.shapes.push((self.path.join("."), param.lazy_shape().to_vec()));
     }
 }
 
