@@ -264,15 +264,7 @@ impl MomentFit {
                         eval.ess
                     );
                 }
-                let moment_std_err = dual.moment_std_err(&eval);
-                return FitReport {
-                    lambda,
-                    iterations,
-                    residual,
-                    ess: eval.ess,
-                    moment_std_err,
-                    converged,
-                };
+                return report(dual, &eval, lambda, iterations, residual, converged);
             }
             iterations += 1;
             let (step, products) = newton_direction(dual, &eval, &grad, self.tolerance);
@@ -316,19 +308,24 @@ impl MomentFit {
                          |mu_hat - mu_bar| = {residual:e}: the targets may lie outside the \
                          convex hull of the sampled features"
                     );
-                    let moment_std_err = dual.moment_std_err(&eval);
-                    return FitReport {
-                        lambda,
-                        iterations,
-                        residual,
-                        ess: eval.ess,
-                        moment_std_err,
-                        converged: false,
-                    };
+                    return report(dual, &eval, lambda, iterations, residual, false);
                 }
             }
         }
     }
+}
+
+/// The report of a fit that ends at `lambda`, evaluated as `eval`.
+fn report(
+    dual: &Dual<'_>,
+    eval: &Eval,
+    lambda: Vec<f64>,
+    iterations: usize,
+    residual: f64,
+    converged: bool,
+) -> FitReport {
+    let moment_std_err = dual.moment_std_err(eval);
+    FitReport { lambda, iterations, residual, ess: eval.ess, moment_std_err, converged }
 }
 
 /// `max_j |g_j|`, or `+inf` if some `g_j` is NaN (`f64::max` would skip it): a NaN gradient

@@ -75,6 +75,16 @@ fn edit_manifest(p: &Plan, edit: impl Fn(&mut serde_json::Map<String, serde_json
     std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
 }
 
+/// `tilt train --config cfg` in the background, its stdout and stderr piped.
+fn spawn_train(cfg: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_tilt"))
+        .args(["train", "--config", s(cfg)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn rewrite(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();
     assert!(text.contains(from), "{from:?} not in {}", path.display());
@@ -87,12 +97,7 @@ fn a_closed_stdout_does_not_stop_training() {
     let dir = tempfile::tempdir().unwrap();
     tiny_base(dir.path());
     let cfg = config(dir.path(), GDC_PP, 2, PROPOSAL);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tilt"))
-        .args(["train", "--config", s(&cfg)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&cfg);
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -365,12 +370,7 @@ fn sigterm_checkpoints_and_the_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     tiny_base(dir.path());
     let cfg = config(dir.path(), GDC_PP, 1000, PROPOSAL);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tilt"))
-        .args(["train", "--config", s(&cfg)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_train(&cfg);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("step 0/1000"), "{first}");
