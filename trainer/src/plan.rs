@@ -1055,10 +1055,16 @@ impl fmt::Display for Plan {
             writeln!(f, "reward        {r:?}")?;
         }
         writeln!(f, "estimator     {:?}", self.estimator)?;
+        let drawn = self.steps * self.batch_size;
+        let rounded = if drawn == self.total_samples {
+            String::new()
+        } else {
+            format!(" (total_samples {} rounded up to whole steps)", self.total_samples)
+        };
         writeln!(
             f,
-            "training      {} samples = {} steps of {} ({} × {} accumulated); max grad norm {}",
-            self.total_samples,
+            "training      {drawn} samples{rounded} = {} steps of {} ({} × {} accumulated); max \
+             grad norm {}",
             self.steps,
             self.batch_size,
             self.accumulation_steps,

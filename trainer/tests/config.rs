@@ -77,7 +77,14 @@ fn minimal_config_gets_the_papers_defaults() {
     assert_eq!(p.constraint_names, ["amazing"]);
     // The plan prints.
     let shown = p.to_string();
-    assert!(shown.contains("12500 steps of 512 (16 × 32 accumulated)"), "{shown}");
+    assert!(shown.contains("6400000 samples = 12500 steps of 512 (16 × 32"), "{shown}");
+    // A total that is not a whole number of steps is rounded up, and the plan says so.
+    let text = with(
+        "[training]\ntotal_samples = 50\nbatch_size = 32\nminibatch_size = 32\n[schedule]\nwarmup_steps = 1\n",
+    );
+    let shown = plan(&text).unwrap().to_string();
+    let rounded = "64 samples (total_samples 50 rounded up to whole steps) = 2 steps of 32";
+    assert!(shown.contains(rounded), "{shown}");
 }
 
 #[test]

@@ -225,12 +225,23 @@ impl Target {
             .tolerance(settings.tolerance)
             .max_iterations(settings.max_iterations as usize)
             .fit(log_q, &log_ab, RowMatrix::new(&scores.moments, n, d)?)
+            .map_err(|e| name_the_feature(e, &self.moment_names()))
             .context("fitting λ")?;
         let names = self.moment_names();
         anyhow::ensure!(report.converged, "{}", not_converged(&report, &names, settings, n));
         warn_if_uncertain(&report, &names, &self.constraints.targets());
         self.ebm.set_lambda(report.lambda.clone())?;
         Ok(&*self.fit.insert(report))
+    }
+}
+
+/// A fit error that points at a feature by index, with the constraint's name added.
+fn name_the_feature(e: tilt_ebm::Error, names: &[String]) -> anyhow::Error {
+    match &e {
+        tilt_ebm::Error::NonFinite { feature: Some(j), .. } if *j < names.len() => {
+            anyhow::anyhow!("{e} (constraint `{}`)", names[*j])
+        }
+        _ => e.into(),
     }
 }
 
@@ -295,4 +306,27 @@ fn checked(feature: &dyn Feature, samples: &[Sample<'_>]) -> Result<Vec<f64>> {
         samples.len()
     );
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_feature_is_named_by_its_constraint() {
+        let names = vec!["female".to_owned(), "length".to_owned()];
+        let e = tilt_ebm::Error::NonFinite {
+            what: "features",
+            sample: 3,
+            feature: Some(1),
+            value: f64::NAN,
+        };
+        assert_eq!(
+            name_the_feature(e, &names).to_string(),
+            "features is NaN at sample 3, feature 1 (constraint `length`)"
+        );
+        let other = tilt_ebm::Error::NoSupport { what: "MomentFit", n_samples: 4 };
+        let shown = other.to_string();
+        assert_eq!(name_the_feature(other, &names).to_string(), shown);
+    }
 }
