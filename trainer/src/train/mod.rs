@@ -375,13 +375,11 @@ impl<B: AutodiffBackend> Run<B> {
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
         let mine = ([r.log_sampler.clone(), r.log_model.clone()], scores);
         let ([log_q, log_a], scores) = concat_scored(self.gather(mine, "the λ-fit samples")?);
-        let (names, targets) = (self.target.moment_names(), self.target.moment_targets());
         let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
+        let (ess, iterations) = (report.ess, report.iterations);
         log::info!(
-            "λ fitted on {n} samples of a (ESS {:.0}, {} iterations):\n{}",
-            report.ess,
-            report.iterations,
-            target::fit_summary(report, &names, &targets)
+            "λ fitted on {n} samples of a (ESS {ess:.0}, {iterations} iterations):\n{}",
+            self.target.fit_text().unwrap_or_default()
         );
         Ok(())
     }

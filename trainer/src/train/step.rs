@@ -523,7 +523,7 @@ impl<B: AutodiffBackend> Run<B> {
             ..StepStats::default()
         };
         self.finish_step(step, host)?;
-        let lr = self.plan.optimizer.lr * self.plan.schedule.factor(step - 1);
+        let lr = self.lr(step - 1);
         Ok(StepReport {
             stats,
             lr,
@@ -532,6 +532,11 @@ impl<B: AutodiffBackend> Run<B> {
             grad_variance: None,
             grad_norm: 0.0,
         })
+    }
+
+    /// The learning rate of the step after `completed` steps.
+    fn lr(&self, completed: u64) -> f64 {
+        self.plan.optimizer.lr * self.plan.schedule.factor(completed)
     }
 
     /// One optimizer step (`self.step` counts completed steps; this is step `self.step + 1`).
@@ -572,7 +577,7 @@ impl<B: AutodiffBackend> Run<B> {
             (t1 - t0).as_secs_f64(),
             t1.elapsed().as_secs_f64()
         );
-        let lr = self.plan.optimizer.lr * self.plan.schedule.factor(self.step);
+        let lr = self.lr(self.step);
         self.apply(lr, grads, head_grads);
         if let EstimatorPlan::KlControl { ppo: Some(ppo), .. } = self.plan.estimator {
             for _ in 1..ppo.epochs {

@@ -129,6 +129,12 @@ impl Target {
         self.constraints.targets()
     }
 
+    /// The last λ fit in one line per moment ([`fit_summary`]), if there was one.
+    pub fn fit_text(&self) -> Option<String> {
+        let report = self.fit.as_ref()?;
+        Some(fit_summary(report, &self.moment_names(), &self.moment_targets()))
+    }
+
     /// The names of the moment constraints, in λ's order.
     pub fn moment_names(&self) -> Vec<String> {
         self.constraints.moment_names().iter().map(|s| s.to_string()).collect()
@@ -219,15 +225,14 @@ impl Target {
         let d = self.ebm.n_features();
         // Pointwise factors enter the base: P = (a b) exp(λ·φ).
         let log_ab: Vec<f64> = log_a.iter().zip(&scores.log_b).map(|(a, b)| a + b).collect();
-        let names = self.constraints.moment_names().iter().map(|s| s.to_string()).collect();
+        let names = self.moment_names();
         let report = MomentFit::new(self.constraints.targets())
-            .feature_names(names)
+            .feature_names(names.clone())
             .tolerance(settings.tolerance)
             .max_iterations(settings.max_iterations as usize)
             .fit(log_q, &log_ab, RowMatrix::new(&scores.moments, n, d)?)
-            .map_err(|e| name_the_feature(e, &self.moment_names()))
+            .map_err(|e| name_the_feature(e, &names))
             .context("fitting λ")?;
-        let names = self.moment_names();
         anyhow::ensure!(report.converged, "{}", not_converged(&report, &names, settings, n));
         warn_if_uncertain(&report, &names, &self.constraints.targets());
         self.ebm.set_lambda(report.lambda.clone())?;
