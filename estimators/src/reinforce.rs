@@ -27,7 +27,8 @@ pub enum RewardBaseline {
 ///
 /// `∇_θ E_π[r] = E_π[(r(x) − B) ∇log π(x)]`, loss `L = −(1/m) Σ_i (r_i − B_i) log π(x_i)`,
 ///
-/// so `E[∇L] = −∇E_π[r]` (descending L ascends the expected reward). Needs `reward`.
+/// so `E[∇L] = −∇E_π[r]` (descending L ascends the expected reward). Needs `reward`; with
+/// `contexts` (samples of `π(·|c)` for several prompts c) the baselines are per context.
 /// Source: METHODS §3; gdc `gdc/pg.py` (no baseline), trl `rloo_trainer.py` (leave-one-out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Reinforce {
@@ -42,15 +43,29 @@ impl Reinforce {
     }
 }
 
-/// Applies a reward baseline to the used samples (skipped samples get 0).
-pub(crate) fn apply_baseline(rewards: &[f64], baseline: RewardBaseline, v: &Validity) -> Vec<f64> {
-    let m = v.n_used();
-    let sum: f64 = (0..rewards.len()).filter(|&i| v.is_used(i)).map(|i| rewards[i]).sum();
+/// Applies a reward baseline to the used samples (skipped samples get 0). With `contexts`
+/// (one id per sample: conditional runs) the baseline is computed within each context's
+/// samples, as trl's RLOO does per prompt: a reward's scale varies with its context, and a
+/// baseline may depend on the context but not on the sample.
+pub(crate) fn apply_baseline(
+    rewards: &[f64],
+    baseline: RewardBaseline,
+    v: &Validity,
+    contexts: Option<&[usize]>,
+) -> Vec<f64> {
+    let group = |i: usize| contexts.map_or(0, |c| c[i]);
+    let mut sums: std::collections::HashMap<usize, (f64, usize)> = Default::default();
+    for i in (0..rewards.len()).filter(|&i| v.is_used(i)) {
+        let e = sums.entry(group(i)).or_default();
+        e.0 += rewards[i];
+        e.1 += 1;
+    }
     (0..rewards.len())
         .map(|i| {
             if !v.is_used(i) {
                 return 0.0;
             }
+            let (sum, m) = sums[&group(i)];
             let b = match baseline {
                 RewardBaseline::None => 0.0,
                 RewardBaseline::BatchMean => sum / m as f64,
@@ -73,7 +88,7 @@ impl<B: Backend> Estimator<B> for Reinforce {
         let mut v = Validity::new(batch)?;
         v.check_per_sample("reward", reward, Rule::Finite)?;
         v.ensure_some(name)?;
-        let advantages = apply_baseline(reward, self.baseline, &v);
+        let advantages = apply_baseline(reward, self.baseline, &v, batch.contexts());
         let (loss, host) = score_function_loss(batch, &advantages, &v);
         let used: Vec<bool> = v.skip.iter().map(|s| !s).collect();
         let stats = StepStats { loss: host, ..StepStats::new(name, &advantages, &used) };

@@ -279,3 +279,24 @@ fn kl_control_with_a_critic_uses_whitened_gae_and_returns_value_targets() {
         .with_critic(Critic { gae_lambda: 1.5, ..critic });
     assert!(matches!(bad.loss(&bt), Err(Error::InvalidConfig { name: "gae_lambda", .. })));
 }
+
+#[test]
+fn reinforce_baselines_are_computed_within_each_context() {
+    // Contexts 7 (rewards 1, 3) and 2 (rewards 10, 20, 30): each sample's baseline sees only
+    // its own context's rewards.
+    let reward = vec![1.0, 10.0, 3.0, 20.0, 30.0];
+    let contexts = vec![7, 2, 7, 2, 2];
+    let b = batch(&[-1.0; 5]).with_reward(reward).unwrap().with_contexts(contexts).unwrap();
+    let mean = Reinforce::new(RewardBaseline::BatchMean).loss(&b).unwrap().advantages;
+    assert_eq!(mean, vec![-1.0, -10.0, 1.0, 0.0, 10.0]);
+    let loo = Reinforce::new(RewardBaseline::LeaveOneOut).loss(&b).unwrap().advantages;
+    assert_eq!(loo, vec![-2.0, -15.0, 2.0, 0.0, 15.0]);
+    // A context with one sample has no other sample to compare with: baseline 0.
+    let single = batch(&[-1.0; 3])
+        .with_reward(vec![5.0, 1.0, 3.0])
+        .unwrap()
+        .with_contexts(vec![0, 1, 1])
+        .unwrap();
+    let loo = Reinforce::new(RewardBaseline::LeaveOneOut).loss(&single).unwrap().advantages;
+    assert_eq!(loo, vec![5.0, -2.0, 2.0]);
+}
