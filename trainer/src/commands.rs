@@ -12,9 +12,10 @@ use tilt_ebm::{FitReport, LogZ, estimate_log_z, kl_target_model, log_weights, tv
 use tilt_policies::{Gpt2, Gpt2Tokenizer};
 
 use crate::cli::BadInput;
+use crate::contexts::Contexts;
 use crate::plan::{Plan, Sampling};
 use crate::report::EvalRecord;
-use crate::train::eval::{finite, policy_metrics};
+use crate::train::eval::{conditional_metrics, finite, policy_metrics};
 use crate::train::load_model;
 use crate::train::rollout::{Rollout, Sampler};
 use crate::train::target::Target;
@@ -87,9 +88,9 @@ impl crate::backend::Job for SampleJob {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
         let tokenizer = load_tokenizer(&self.tokenizer)?;
         let model: Gpt2<B::InnerBackend> = load_model(&self.model, &device)?;
-        let sampler = Sampler::new(&self.sampling, &tokenizer, CHUNK)?;
+        let sampler = Sampler::new(&self.sampling, None, &tokenizer, CHUNK)?;
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let r = sampler.draw(&model, self.n, &tokenizer, &mut rng)?;
+        let r = sampler.draw_n(&model, self.n, &tokenizer, &mut rng)?;
         match &self.output {
             Some(path) => write_jsonl(path, &r),
             None => {
@@ -155,7 +156,7 @@ impl crate::backend::Job for FitJob {
         }
         let tokenizer = load_tokenizer(&plan.tokenizer)?;
         let base: Gpt2<B::InnerBackend> = load_model(&plan.base_model, &device)?;
-        let sampler = Sampler::new(&plan.sampling, &tokenizer, CHUNK)?;
+        let sampler = Sampler::new(&plan.sampling, None, &tokenizer, CHUNK)?;
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
         let report = target
             .fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?
@@ -206,17 +207,29 @@ impl crate::backend::Job for EvalJob {
         let pi: Gpt2<B::InnerBackend> = load_model(&self.model, &device)?;
         let mut target = Target::new(plan)?;
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        let sampler = Sampler::new(&plan.sampling, &tokenizer, CHUNK)?;
+        let contexts = match &plan.contexts {
+            Some(c) => Some(Contexts::load(c, plan.seed)?),
+            None => None,
+        };
+        let sampler = Sampler::new(&plan.sampling, contexts.as_ref(), &tokenizer, CHUNK)?;
         target.fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?;
+        let rows = |n: u64| match &contexts {
+            Some(c) => c.for_eval(n as usize),
+            None => vec![0; n as usize],
+        };
         let mut record = EvalRecord::default();
         let eval_sampler = sampler.with_top_p(plan.eval.top_p);
-        let r = eval_sampler.draw(&pi, plan.eval.samples as usize, &tokenizer, &mut rng)?;
+        let r = eval_sampler.draw(&pi, &rows(plan.eval.samples), &tokenizer, &mut rng)?;
         policy_metrics(&r, &base, &target, &plan.eval, &device, &mut record)?;
-        let r = sampler.draw(&pi, plan.eval.proposal_samples as usize, &tokenizer, &mut rng)?;
+        let r = sampler.draw(&pi, &rows(plan.eval.proposal_samples), &tokenizer, &mut rng)?;
         let log_a = crate::train::rollout::log_probs(&base, &r, &device)?;
         let scores = target.score(&r.samples())?;
         let log_p = target.log_target(&log_a, &scores)?;
         let (log_q, log_pi) = (&r.log_sampler, &r.log_model);
+        if contexts.is_some() {
+            conditional_metrics(&log_p, log_q, log_pi, &r.contexts, &mut record)?;
+            return Ok((record, target.targets()));
+        }
         let z = estimate_log_z(&log_weights(&log_p, log_q)?)?;
         record.ess = Some(z.ess);
         record.z = finite(z.log_z.exp());

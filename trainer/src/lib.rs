@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod contexts;
 pub mod demo;
 mod grad_clip;
 pub mod metrics;

@@ -76,6 +76,9 @@ pub enum Estimator {
         baseline_z: bool,
         /// Divide the advantage by the running Z.
         normalize_by_z: bool,
+        /// PPO-clipped epochs over each batch (gdc's CDPG `loss_type: PPO`), or one plain
+        /// update when `None`.
+        ppo: Option<Ppo>,
     },
     /// Off-policy DPG with the KL-adaptive proposal.
     Gdc {
@@ -96,6 +99,13 @@ pub enum Estimator {
         /// Sample from π rather than q.
         on_policy: bool,
     },
+    /// Conditional DPG (on-policy, per-context Ẑ_c).
+    Cdpg {
+        /// Subtract the baseline π/q = 1 from the Ẑ_c-normalised advantage.
+        baseline: bool,
+        /// PPO-clipped epochs over each batch, or one plain update when `None`.
+        ppo: Option<Ppo>,
+    },
 }
 
 impl Estimator {
@@ -112,6 +122,22 @@ impl Estimator {
     /// reward.
     pub fn is_distribution_matching(&self) -> bool {
         !matches!(self, Estimator::Reinforce { .. } | Estimator::KlControl { .. })
+    }
+
+    /// Whether it trains toward one target p = P/Z with one running Z (every
+    /// distribution-matching estimator but CDPG, whose Z_c varies with the context).
+    pub fn tracks_z(&self) -> bool {
+        self.is_distribution_matching() && !matches!(self, Estimator::Cdpg { .. })
+    }
+
+    /// The PPO settings of KL-control, on-policy DPG and CDPG, when they use PPO.
+    pub fn ppo(&self) -> Option<Ppo> {
+        match *self {
+            Estimator::KlControl { ppo, .. }
+            | Estimator::Dpg { ppo, .. }
+            | Estimator::Cdpg { ppo, .. } => ppo,
+            _ => None,
+        }
     }
 
     /// KL-control's critic, when it has one.
@@ -211,6 +237,19 @@ pub struct LambdaFit {
     pub max_iterations: u32,
 }
 
+/// The contexts of a conditional run (paths resolved).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextsPlan {
+    /// Training contexts.
+    pub file: PathBuf,
+    /// Contexts per training batch.
+    pub per_step: u64,
+    /// Held-out evaluation contexts.
+    pub eval_file: Option<PathBuf>,
+    /// Contexts per evaluation (at most this many).
+    pub eval_contexts: u64,
+}
+
 /// The reward of the reward-maximisation estimators.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reward {
@@ -279,6 +318,8 @@ pub struct Plan {
     pub schedule: Schedule,
     /// Training sampler.
     pub sampling: Sampling,
+    /// The contexts of a conditional run (`None`: one prompt).
+    pub contexts: Option<ContextsPlan>,
     /// Proposal updates (off-policy estimators only).
     pub proposal: Option<Proposal>,
     /// λ fit (any estimator, when a constraint has a `moment` other than 0 or 1: reward
@@ -606,6 +647,8 @@ impl Plan {
             c.fail("sampling.prompt", "must not be empty (remove it to start from end-of-text)");
         }
 
+        let contexts = check_contexts(&mut c, config, &estimator, has_moment, &resolve);
+
         // Proposal.
         let proposal = if estimator.is_off_policy() {
             let p = config.proposal.clone().unwrap_or_default();
@@ -745,6 +788,7 @@ impl Plan {
                 stop_at_eos: sp.stop_at_eos,
                 draw: sp.draw,
             },
+            contexts,
             proposal,
             lambda_fit,
             eval: e.clone(),
@@ -767,6 +811,12 @@ impl Plan {
             inputs.push(("model.policy_init", p));
         }
         inputs.extend(self.constraint_files.iter().map(|f| ("constraints (word list)", f)));
+        if let Some(c) = &self.contexts {
+            inputs.push(("contexts.file", &c.file));
+            if let Some(f) = &c.eval_file {
+                inputs.push(("contexts.eval_file", f));
+            }
+        }
         inputs.into_iter().filter(|(_, p)| !p.exists()).map(|(n, p)| (n, p.clone())).collect()
     }
 }
@@ -846,6 +896,114 @@ fn check_reward_feature(c: &mut Checker<'_>, table: &toml::Table, base_dir: &Pat
     }
 }
 
+/// Checks `[contexts]` against the estimator and the constraints, and reads its files when they
+/// exist (a missing one is reported by [`Plan::missing_inputs`]).
+fn check_contexts(
+    c: &mut Checker<'_>,
+    config: &Config,
+    estimator: &Estimator,
+    has_moment: bool,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+) -> Option<ContextsPlan> {
+    let kind = config.estimator.kind.name();
+    let Some(cc) = &config.contexts else {
+        if matches!(estimator, Estimator::Cdpg { .. }) {
+            c.fail(
+                "estimator.kind",
+                "cdpg is conditional: it needs a [contexts] table (file = one context per line)",
+            );
+        }
+        return None;
+    };
+    if estimator.tracks_z() {
+        c.fail(
+            "contexts",
+            format!(
+                "estimator `{kind}` trains toward one p = P/Z, but with contexts each has its own \
+                 Z_c: use kind = \"cdpg\" (or reward maximisation: reinforce, kl_control)"
+            ),
+        );
+    }
+    if has_moment {
+        c.fail(
+            "contexts",
+            "a conditional run takes pointwise constraints only (pointwise = true, or moment 0 \
+             or 1): λ for a moment averaged over contexts is not fitted",
+        );
+    }
+    if config.sampling.prompt.is_some() {
+        c.fail("sampling.prompt", "a conditional run's prompts are its [contexts]; remove it");
+    }
+    let batch = config.training.batch_size;
+    c.at_least_one("contexts.per_step", cc.per_step);
+    if cc.per_step > 0 && batch > 0 {
+        if !batch.is_multiple_of(cc.per_step) {
+            c.fail(
+                "contexts.per_step",
+                format!(
+                    "training.batch_size ({batch}) must be a multiple of contexts.per_step ({})",
+                    cc.per_step
+                ),
+            );
+        } else if matches!(estimator, Estimator::Cdpg { .. }) && batch / cc.per_step < 2 {
+            c.fail(
+                "contexts.per_step",
+                format!(
+                    "CDPG estimates each Z_c from its context's samples, which needs at least 2 \
+                     per context; training.batch_size / per_step is {}",
+                    batch / cc.per_step
+                ),
+            );
+        }
+    }
+    c.at_least_one("contexts.eval_contexts", cc.eval_contexts);
+    let e = &config.eval;
+    if cc.eval_contexts > 0 && e.proposal_samples < 2 * cc.eval_contexts {
+        c.fail(
+            "eval.proposal_samples",
+            format!(
+                "the importance-sampled metrics estimate each evaluation context's Z_c from its \
+                 samples: at least 2 per context, {} for contexts.eval_contexts = {}",
+                2 * cc.eval_contexts,
+                cc.eval_contexts
+            ),
+        );
+    }
+    if cc.eval_contexts > 0 && e.samples < cc.eval_contexts {
+        c.fail(
+            "eval.samples",
+            format!("at least one per evaluation context ({})", cc.eval_contexts),
+        );
+    }
+    let plan = ContextsPlan {
+        file: resolve(&cc.file),
+        per_step: cc.per_step,
+        eval_file: cc.eval_file.as_deref().map(resolve),
+        eval_contexts: cc.eval_contexts,
+    };
+    if plan.file.exists() {
+        match crate::contexts::read_contexts(&plan.file) {
+            Ok(texts) if (texts.len() as u64) < cc.per_step => c.fail(
+                "contexts.per_step",
+                format!(
+                    "{} distinct contexts per batch, but {} has only {}",
+                    cc.per_step,
+                    plan.file.display(),
+                    texts.len()
+                ),
+            ),
+            Ok(_) => {}
+            Err(err) => c.fail("contexts.file", err.to_string()),
+        }
+    }
+    if let Some(f) = plan.eval_file.as_ref().filter(|f| f.exists())
+        && let Err(err) = crate::contexts::read_contexts(f)
+    {
+        c.fail("contexts.eval_file", err.to_string());
+    }
+    Some(plan)
+}
+
 /// Checks that `[sampling]` draws training samples the estimator can use: no truncation
 /// (top-k, top-p), which gives q = 0 where p may be positive, so that no importance weight
 /// can correct for it; and for on-policy estimators, whose formulas take the samples to
@@ -905,13 +1063,20 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
         c.not_here("estimator.kl_target", &e.kl_target, &why);
         c.not_here("estimator.kl_horizon", &e.kl_horizon, &why);
         c.not_here("estimator.kl_penalty", &e.kl_penalty, &why);
-        c.not_here("estimator.ppo", &e.ppo, &why);
-        c.not_here("estimator.ppo_clip", &e.ppo_clip, &why);
-        c.not_here("estimator.ppo_epochs", &e.ppo_epochs, &why);
+        if !matches!(e.kind, EstimatorKind::Dpg | EstimatorKind::Cdpg) {
+            let why = format!("{why} (PPO applies to kl_control, dpg and cdpg: on-policy)");
+            c.not_here("estimator.ppo", &e.ppo, &why);
+            c.not_here("estimator.ppo_clip", &e.ppo_clip, &why);
+            c.not_here("estimator.ppo_epochs", &e.ppo_epochs, &why);
+        }
         c.not_here("estimator.critic", &e.critic, &why);
         c.not_here("estimator.gae_lambda", &e.gae_lambda, &why);
         c.not_here("estimator.value_coef", &e.value_coef, &why);
         c.not_here("estimator.value_clip", &e.value_clip, &why);
+    }
+    if e.kind == EstimatorKind::Cdpg {
+        let why = format!("{why} (CDPG always divides by its per-context Ẑ_c)");
+        c.not_here("estimator.normalize_by_z", &e.normalize_by_z, &why);
     }
     if matches!(e.kind, EstimatorKind::KlControl | EstimatorKind::Gdc | EstimatorKind::GdcPp) {
         c.not_here("estimator.baseline", &e.baseline, &why);
@@ -991,7 +1156,18 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
                     false
                 }
             };
-            Estimator::Dpg { baseline_z, normalize_by_z }
+            Estimator::Dpg { baseline_z, normalize_by_z, ppo: dm_ppo(c, e) }
+        }
+        EstimatorKind::Cdpg => {
+            let baseline = match e.baseline {
+                None | Some(Baseline::None) => false,
+                Some(Baseline::Z) => true,
+                Some(_) => {
+                    bad_baseline(c, "`none`, `z`");
+                    false
+                }
+            };
+            Estimator::Cdpg { baseline, ppo: dm_ppo(c, e) }
         }
         EstimatorKind::Gdc => Estimator::Gdc { normalize_by_z },
         EstimatorKind::GdcPp => Estimator::GdcPp { normalize_by_z },
@@ -1088,13 +1264,28 @@ impl fmt::Display for Plan {
             "sampling      {} new tokens from {}; temperature {} top-k {} top-p {} stop at EOS {}, \
              drawn {:?}",
             s.new_tokens,
-            s.prompt.as_deref().map_or("<end-of-text>".to_owned(), |p| format!("{p:?}")),
+            match (&self.contexts, s.prompt.as_deref()) {
+                (Some(_), _) => "each context".to_owned(),
+                (None, Some(p)) => format!("{p:?}"),
+                (None, None) => "<end-of-text>".to_owned(),
+            },
             s.temperature,
             s.top_k.map_or("off".to_owned(), |k| k.to_string()),
             s.top_p,
             s.stop_at_eos,
             s.draw
         )?;
+        if let Some(c) = &self.contexts {
+            writeln!(
+                f,
+                "contexts      {}: {} per batch ({} samples each); evaluation on {} of {}",
+                c.file.display(),
+                c.per_step,
+                self.batch_size / c.per_step.max(1),
+                c.eval_contexts,
+                c.eval_file.as_ref().unwrap_or(&c.file).display()
+            )?;
+        }
         match &self.proposal {
             Some(p) => writeln!(
                 f,
@@ -1137,6 +1328,23 @@ impl fmt::Display for Plan {
             }
         )
     }
+}
+
+/// PPO for on-policy DPG and CDPG: off unless `ppo = true` (the paper's DPG takes one
+/// step per batch); then `ppo_clip` (default 0.2) and `ppo_epochs` (default 4: with one epoch
+/// the clip never binds, the first epoch's ratio being 1).
+fn dm_ppo(c: &mut Checker<'_>, e: &crate::config::EstimatorConfig) -> Option<Ppo> {
+    if !e.ppo.unwrap_or(false) {
+        let why = "without ppo = true";
+        c.not_here("estimator.ppo_clip", &e.ppo_clip, why);
+        c.not_here("estimator.ppo_epochs", &e.ppo_epochs, why);
+        return None;
+    }
+    let ppo =
+        Ppo { clip: e.ppo_clip.unwrap_or(0.2), epochs: e.ppo_epochs.unwrap_or(4), critic: None };
+    c.positive("estimator.ppo_clip", ppo.clip);
+    c.at_least_one("estimator.ppo_epochs", u64::from(ppo.epochs));
+    Some(ppo)
 }
 
 /// KL-control's critic from `critic`, `gae_lambda`, `value_coef` and `value_clip` (gdc's and

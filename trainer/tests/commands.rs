@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::cli::tilt;
-use crate::train::{SERIAL, config, tiny_base};
+use crate::train::{SERIAL, conditional_config, config, tiny_base};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -69,6 +69,24 @@ fn fit_prints_lambda_and_eval_prints_the_metrics() {
     let (code, _, err) = tilt(&["fit", "--config", s(&pointwise)]);
     assert_eq!(code, 2);
     assert!(err.contains("there is no λ to fit"), "{err}");
+}
+
+#[test]
+fn eval_of_a_conditional_config_reports_per_context_metrics() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let run = conditional_config(dir.path(), r#"kind = "cdpg""#, 2);
+    let metrics = dir.path().join("eval.json");
+    let (code, out, err) = tilt(&["eval", "--config", s(&run), "--output", s(&metrics)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+    assert_eq!(record["contexts"], 2, "{record}");
+    assert!(record["kl_p_pi"].as_f64().unwrap().is_finite(), "{record}");
+    assert!(record["z"].is_null(), "{record}");
+    // The base model against itself, on prompts of different lengths: KL(π‖a) = 0.
+    assert!(record["kl_pi_a"].as_f64().unwrap().abs() < 1e-4, "{record}");
 }
 
 #[test]

@@ -465,3 +465,100 @@ fn constraints_are_built_when_the_config_is_checked() {
     let e = plan(&text).expect_err("bad regex");
     assert!(e.contains("reward.feature"), "{e}");
 }
+
+const CDPG: &str = "[estimator]\nkind = \"cdpg\"\n";
+
+#[test]
+fn a_conditional_run_gets_its_contexts_and_defaults() {
+    let p = plan(&with(&format!("{CDPG}[contexts]\nfile = \"prompts.txt\"\n"))).unwrap();
+    assert_eq!(p.estimator, Estimator::Cdpg { baseline: false, ppo: None });
+    let c = p.contexts.as_ref().unwrap();
+    assert_eq!(c.file, Path::new("configs/prompts.txt"));
+    assert_eq!((c.per_step, c.eval_contexts, c.eval_file.as_ref()), (16, 16, None));
+    let missing = p.missing_inputs();
+    assert!(missing.iter().any(|(what, f)| *what == "contexts.file" && f.ends_with("prompts.txt")));
+    assert!(p.to_string().contains("16 per batch (32 samples each)"), "{p}");
+    let p = plan(&with(&format!(
+        "{CDPG}baseline = \"z\"\n[contexts]\nfile = \"p.txt\"\nper_step = 8\neval_file = \"e.jsonl\"\n"
+    )))
+    .unwrap();
+    assert_eq!(p.estimator, Estimator::Cdpg { baseline: true, ppo: None });
+    assert_eq!(p.contexts.unwrap().eval_file.unwrap(), Path::new("configs/e.jsonl"));
+    // Reward maximisation on the same contexts.
+    let rm = "[estimator]\nkind = \"reinforce\"\nbaseline = \"leave_one_out\"\n\
+              [contexts]\nfile = \"p.txt\"\n";
+    assert!(plan(&with(rm)).unwrap().contexts.is_some());
+}
+
+#[test]
+fn conditional_mistakes_name_their_field() {
+    // CDPG without contexts.
+    let text = with(CDPG);
+    error(&text, "estimator.kind", line_of(&text, "cdpg"));
+    // Contexts with an estimator of one Z.
+    let text = with("[contexts]\nfile = \"p.txt\"\n");
+    let e = error(&text, "contexts", line_of(&text, "[contexts]"));
+    assert!(e.contains("use kind = \"cdpg\""), "{e}");
+    // A batch that the contexts do not divide, and one sample per context.
+    let text = with(&format!("{CDPG}[contexts]\nfile = \"p.txt\"\nper_step = 5\n"));
+    error(&text, "contexts.per_step", line_of(&text, "per_step"));
+    let text = with(&format!(
+        "{CDPG}[training]\nbatch_size = 32\n[contexts]\nfile = \"p.txt\"\nper_step = 32\n"
+    ));
+    let e = error(&text, "contexts.per_step", line_of(&text, "per_step"));
+    assert!(e.contains("at least 2 per context"), "{e}");
+    // A moment constraint, a prompt, normalize_by_z, too few evaluation samples.
+    let text = with(&format!(
+        "[[constraints]]\nname = \"m\"\nmoment = 0.3\nfeature = {{ kind = \"word\", word = \"x\" }}\n\
+         {CDPG}normalize_by_z = true\n[sampling]\nprompt = \"Hi\"\n[eval]\nproposal_samples = 10\n\
+         [contexts]\nfile = \"p.txt\"\neval_contexts = 8\n"
+    ));
+    let e = error(&text, "contexts", line_of(&text, "[contexts]"));
+    assert!(e.contains("pointwise constraints only"), "{e}");
+    error(&text, "estimator.normalize_by_z", line_of(&text, "normalize_by_z"));
+    error(&text, "sampling.prompt", line_of(&text, "prompt ="));
+    error(&text, "eval.proposal_samples", line_of(&text, "proposal_samples"));
+    let text = with(&format!("{CDPG}baseline = \"mean\"\n[contexts]\nfile = \"p.txt\"\n"));
+    error(&text, "estimator.baseline", line_of(&text, "baseline"));
+}
+
+#[test]
+fn the_contexts_file_is_read_by_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("three.txt"), "a\nb\n\nc\n").unwrap();
+    std::fs::write(dir.path().join("bad.jsonl"), "\"ok\"\n42\n").unwrap();
+    let load = |extra: &str| {
+        let path = dir.path().join("run.toml");
+        std::fs::write(&path, with(&format!("{CDPG}[contexts]\n{extra}"))).unwrap();
+        Plan::load(&path, &Default::default()).map_err(|e| e.to_string())
+    };
+    let e = load("file = \"three.txt\"\nper_step = 4\n").unwrap_err();
+    assert!(e.contains("contexts.per_step") && e.contains("has only 3"), "{e}");
+    let e = load("file = \"bad.jsonl\"\nper_step = 1\n").unwrap_err();
+    assert!(e.contains("contexts.file") && e.contains("bad.jsonl:2"), "{e}");
+    let p = load("file = \"three.txt\"\nper_step = 2\neval_file = \"bad.jsonl\"\n").unwrap_err();
+    assert!(p.contains("contexts.eval_file"), "{p}");
+    assert!(load("file = \"three.txt\"\nper_step = 2\n").is_ok());
+}
+
+#[test]
+fn ppo_applies_to_the_on_policy_dpg_estimators() {
+    use tilt_trainer::plan::Ppo;
+    let p = plan(&with("[estimator]\nkind = \"dpg\"\nppo = true\n")).unwrap();
+    let ppo = Ppo { clip: 0.2, epochs: 4, critic: None };
+    assert_eq!(p.estimator.ppo(), Some(ppo));
+    let p = plan(&with("[estimator]\nkind = \"dpg\"\n")).unwrap();
+    assert_eq!(p.estimator.ppo(), None, "DPG takes one plain step per batch by default");
+    let text = with(&format!(
+        "{CDPG}ppo = true\nppo_clip = 0.1\nppo_epochs = 2\n[contexts]\nfile = \"p.txt\"\n"
+    ));
+    let ppo = Ppo { clip: 0.1, epochs: 2, critic: None };
+    assert_eq!(plan(&text).unwrap().estimator.ppo(), Some(ppo));
+    // Off-policy estimators have no π_old to clip against; the settings need ppo = true.
+    let text = with("[estimator]\nkind = \"gdc_pp\"\nppo = true\n");
+    let e = error(&text, "estimator.ppo", line_of(&text, "ppo ="));
+    assert!(e.contains("PPO applies to kl_control, dpg and cdpg"), "{e}");
+    let text = with("[estimator]\nkind = \"dpg\"\nppo_epochs = 3\n");
+    let e = error(&text, "estimator.ppo_epochs", line_of(&text, "ppo_epochs"));
+    assert!(e.contains("without ppo = true"), "{e}");
+}

@@ -163,6 +163,11 @@ fn on_policy_dpg_runs() {
 }
 
 #[test]
+fn on_policy_dpg_with_ppo_epochs_runs() {
+    sane_run("kind = \"dpg\"\nppo = true\nppo_epochs = 2", "");
+}
+
+#[test]
 fn fdpg_runs() {
     sane_run("kind = \"fdpg\"\ndivergence = \"js\"", "[proposal]\ninterval = 2");
 }
@@ -213,15 +218,20 @@ fn kl_control_with_a_critic_runs_and_checkpoints_its_value_head() {
 
 /// 10 steps straight and 5 + resume + 5 give bit-identical weights with `estimator`.
 fn resume_identity(estimator: &str, extra: &str) {
+    resume_identity_of(estimator, |dir, steps| config(dir, estimator, steps, extra));
+}
+
+/// [`resume_identity`] for the config `make(dir, steps)`.
+fn resume_identity_of(estimator: &str, make: impl Fn(&Path, u64) -> PathBuf) {
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let straight = tempfile::tempdir().unwrap();
     tiny_base(straight.path());
-    let a = plan(&config(straight.path(), estimator, 10, extra));
+    let a = plan(&make(straight.path(), 10));
     run::<B>(&a, Default::default(), &RunOptions::default()).unwrap();
 
     let split = tempfile::tempdir().unwrap();
     tiny_base(split.path());
-    let b = plan(&config(split.path(), estimator, 10, extra));
+    let b = plan(&make(split.path(), 10));
     let first = RunOptions { stop_after: Some(5), ..RunOptions::default() };
     let s = run::<B>(&b, Default::default(), &first).unwrap();
     assert_eq!((s.steps, s.final_dir.is_none()), (5, true));
@@ -260,6 +270,83 @@ fn resume_restores_the_value_head_and_its_optimizer() {
 #[test]
 fn resume_restores_the_f_dpg_baseline() {
     resume_identity("kind = \"fdpg\"\ndivergence = \"js\"", "[proposal]\ninterval = 2");
+}
+
+/// The moment constraint of [`config`].
+const MOMENT: &str = "[[constraints]]\nname = \"has_a\"\nmoment = 0.5\n\
+                      feature = { kind = \"regex\", pattern = \"a\" }\n";
+
+const CONTEXTS: [&str; 4] = ["Yes", "The cat", "A dog said", "Once upon a time"];
+
+/// A conditional run: [`config`] without its moment constraint and with a rarer pointwise one
+/// (the text has an `o`: the rewards and P/π differ within a context), on four contexts of
+/// different token lengths (so that prompts are left-padded), two per batch (four samples
+/// each), evaluated on two.
+pub(crate) fn conditional_config(dir: &Path, estimator: &str, steps: u64) -> PathBuf {
+    std::fs::write(dir.join("contexts.txt"), CONTEXTS.join("\n")).unwrap();
+    let extra = "[contexts]\nfile = \"contexts.txt\"\nper_step = 2\neval_contexts = 2";
+    let path = config(dir, estimator, steps, extra);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(MOMENT));
+    let text = text.replace(MOMENT, "").replace("pattern = \"e\"", "pattern = \"o\"");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs 4 steps of a conditional run and checks its per-context metrics and samples.
+fn conditional_run(estimator: &str) {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let plan = plan(&conditional_config(dir.path(), estimator, 4));
+    let summary = run::<B>(&plan, Default::default(), &RunOptions::default()).unwrap();
+    assert_eq!(summary.steps, 4);
+    let records = read_metrics(&plan.output_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(records.iter().map(|r| r.step).collect::<Vec<_>>(), [0, 4], "{estimator}");
+    for r in &records {
+        assert_eq!(r.extra["contexts"], 2, "{estimator}: {:?}", r.extra);
+        assert_eq!(r.z, None, "{estimator}: one Z means nothing across contexts");
+        let kl = r.kl_p_pi.expect("E_c KL(p_c‖π_c)");
+        assert!(kl > -0.5 && kl.is_finite(), "{estimator}: KL(p‖π) = {kl}");
+        let tvd = r.tvd_p_pi.unwrap();
+        assert!((0.0..=1.5).contains(&tvd), "{estimator}: TVD = {tvd}");
+        assert!(r.ess.unwrap() > 0.0);
+        assert!((0.0..=1.0).contains(&r.moments["has_e"]));
+        // At step 0 π = a (no dropout): the sampler's log π(x|c) of rows whose prompts have
+        // different lengths (left-padded) and a's rescoring of them agree.
+        let kl_pi_a = r.kl_pi_a.unwrap();
+        assert!(if r.step == 0 { kl_pi_a.abs() < 1e-4 } else { kl_pi_a > -0.5 }, "{kl_pi_a}");
+    }
+    let last = &records.last().unwrap().extra;
+    assert!(last["train/loss"].as_f64().unwrap().is_finite(), "{estimator}: {last:?}");
+    // Evaluation samples name their context, one of each evaluation context in turn.
+    let samples = std::fs::read_to_string(plan.output_dir.join("samples.jsonl")).unwrap();
+    let contexts: Vec<String> = samples
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["context"].to_string())
+        .collect();
+    assert!(contexts.iter().all(|c| CONTEXTS.iter().any(|k| c.trim_matches('"') == *k)));
+    assert_ne!(contexts[0], contexts[1], "{contexts:?}");
+    let changed = weights(&summary.final_dir.unwrap()) != weights(&dir.path().join("base"));
+    assert!(changed, "{estimator}: training changed no weight");
+}
+
+#[test]
+fn cdpg_runs_on_contexts_with_per_context_metrics() {
+    conditional_run(r#"kind = "cdpg""#);
+    conditional_run("kind = \"cdpg\"\nbaseline = \"z\"\nppo = true");
+}
+
+#[test]
+fn reward_maximisation_runs_on_contexts() {
+    conditional_run("kind = \"reinforce\"\nbaseline = \"leave_one_out\"");
+    conditional_run("kind = \"kl_control\"\ncritic = true");
+}
+
+#[test]
+fn resume_of_a_conditional_run_gives_identical_weights() {
+    let cdpg = r#"kind = "cdpg""#;
+    resume_identity_of(cdpg, |dir, steps| conditional_config(dir, cdpg, steps));
 }
 
 /// A loss that overflows stops the run with [`NonFiniteLoss`] before any update.

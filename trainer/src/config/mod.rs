@@ -27,7 +27,7 @@
 //! feature = { kind = "word", word = "amazing" }
 //!
 //! [estimator]
-//! kind = "gdc_pp"         # reinforce | kl_control | dpg | gdc | gdc_pp | fdpg
+//! kind = "gdc_pp"         # reinforce | kl_control | dpg | gdc | gdc_pp | fdpg | cdpg
 //! normalize_by_z = false
 //!
 //! [training]
@@ -51,6 +51,12 @@
 //! top_p = 1.0
 //! stop_at_eos = false
 //! draw = "auto"           # auto (device; top-p evaluation on the host) | host | device
+//!
+//! # [contexts]           # a conditional run (estimator cdpg, reinforce or kl_control)
+//! # file = "prompts.txt"  # one context per line, or .jsonl of JSON strings
+//! # per_step = 16         # contexts per batch, batch_size / per_step samples each
+//! # eval_file = "..."     # held-out evaluation contexts (default: drawn from file)
+//! # eval_contexts = 16
 //!
 //! [proposal]
 //! criterion = "kl"        # kl | tvd | interval | never
@@ -123,6 +129,9 @@ pub struct Config {
     /// How training samples are drawn (from q or π).
     #[serde(default)]
     pub sampling: SamplingConfig,
+    /// The contexts of a conditional run (absent: one prompt, `sampling.prompt`).
+    #[serde(default)]
+    pub contexts: Option<ContextsConfig>,
     /// The KL-adaptive proposal of the off-policy estimators (absent: their default).
     #[serde(default)]
     pub proposal: Option<ProposalConfig>,

@@ -174,6 +174,10 @@ pub enum EstimatorKind {
     GdcPp,
     /// f-DPG (Go et al.): minimise an f-divergence D_f(π‖p).
     Fdpg,
+    /// Conditional DPG (Korbak et al. 2022, arXiv 2112.00791): on-policy DPG toward
+    /// p_c ∝ a(x|c) b(x) for each context c of `[contexts]`, each advantage divided by its
+    /// context's Ẑ_c estimated on the batch.
+    Cdpg,
 }
 
 impl EstimatorKind {
@@ -186,6 +190,7 @@ impl EstimatorKind {
             EstimatorKind::Gdc => "gdc",
             EstimatorKind::GdcPp => "gdc_pp",
             EstimatorKind::Fdpg => "fdpg",
+            EstimatorKind::Cdpg => "cdpg",
         }
     }
 }
@@ -201,7 +206,8 @@ pub enum Baseline {
     Mean,
     /// REINFORCE: the mean reward of the other samples of the batch (RLOO).
     LeaveOneOut,
-    /// On-policy DPG: the running estimate of Z.
+    /// On-policy DPG: the running estimate of Z; CDPG: Ẑ_c (its advantage
+    /// P/(Ẑ_c π) − 1).
     Z,
     /// f-DPG: a moving average of past pseudo-rewards over `baseline_window` samples.
     MovingAverage,
@@ -256,7 +262,8 @@ pub struct EstimatorConfig {
     #[serde(default)]
     pub normalize_by_z: Option<bool>,
     /// The baseline: reinforce none | mean | leave_one_out (default none, as gdc's PGTrainer);
-    /// dpg none | z (default none); fdpg none | moving_average (default moving_average).
+    /// dpg and cdpg none | z (default none); fdpg none | moving_average (default
+    /// moving_average).
     #[serde(default)]
     pub baseline: Option<Baseline>,
     /// f-DPG: the window of the moving-average baseline, in samples (disco: 1024).
@@ -283,13 +290,17 @@ pub struct EstimatorConfig {
     /// KL-control: sequence-level or per-token penalty (paper: per_token).
     #[serde(default)]
     pub kl_penalty: Option<KlPenalty>,
-    /// KL-control: PPO-clipped updates (paper: true).
+    /// PPO-clipped updates: KL-control (paper: true), and on-policy dpg and cdpg (default
+    /// false; gdc's CDPG code has it as `loss_type: PPO`), whose epochs then reuse each batch
+    /// with the clipped surrogate `min(ρA, clip(ρ, 1 ± ε) A)`, `ρ = π(x)/π_old(x)` per
+    /// sequence, A the advantage at sampling time.
     #[serde(default)]
     pub ppo: Option<bool>,
-    /// KL-control with PPO: the ratio clip ε (paper: 0.2).
+    /// With PPO: the ratio clip ε (paper: 0.2).
     #[serde(default)]
     pub ppo_clip: Option<f64>,
-    /// KL-control with PPO: optimisation epochs per batch (paper: 1).
+    /// With PPO: optimisation epochs per batch (KL-control: the paper's 1; dpg and cdpg: 4,
+    /// since with one epoch the clip never binds).
     #[serde(default)]
     pub ppo_epochs: Option<u32>,
     /// KL-control with PPO: learn a value head on π's final hidden states and use GAE
@@ -398,6 +409,33 @@ impl Default for ScheduleConfig {
     fn default() -> Self {
         Self { kind: ScheduleKind::Constant, warmup_steps: 100 }
     }
+}
+
+/// `[contexts]`: the prompts of a conditional run (CDPG, and REINFORCE or KL-control on the
+/// same prompts). Each training batch draws `per_step` distinct contexts and gives each
+/// `training.batch_size / per_step` samples of π(·|c); evaluation uses fixed contexts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextsConfig {
+    /// The training contexts: a UTF-8 text file with one context per line (blank lines are
+    /// skipped), or a `.jsonl` file with one JSON string per line (for contexts with line
+    /// breaks). A context's tokens are the prompt; they are not scored.
+    pub file: PathBuf,
+    /// Contexts per training batch, drawn without replacement (disco: 16).
+    #[serde(default = "default_contexts_per_step")]
+    pub per_step: u64,
+    /// Held-out evaluation contexts, in the same format (default: drawn from `file`).
+    #[serde(default)]
+    pub eval_file: Option<PathBuf>,
+    /// Contexts per evaluation, fixed for the whole run (the first ones of `eval_file`, or a
+    /// seeded draw from `file`); `eval.samples` and `eval.proposal_samples` are shared out
+    /// equally among them (default 16, or fewer if there are fewer).
+    #[serde(default = "default_contexts_per_step")]
+    pub eval_contexts: u64,
+}
+
+fn default_contexts_per_step() -> u64 {
+    16
 }
 
 /// `[sampling]`: how training samples are drawn.

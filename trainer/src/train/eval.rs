@@ -26,6 +26,9 @@ pub(crate) fn finite(v: f64) -> Option<f64> {
 
 impl<B: AutodiffBackend> Run<B> {
     /// Evaluates π (and q) now and returns the record (not yet written).
+    ///
+    /// In a conditional run every evaluation draws the same evaluation contexts, in equal
+    /// shares, and the importance-sampled metrics are per context ([`conditional_metrics`]).
     pub(super) fn evaluate(&mut self) -> Result<EvalRecord> {
         let mut record = EvalRecord {
             step: self.step,
@@ -48,7 +51,7 @@ impl<B: AutodiffBackend> Run<B> {
         let mine = PolicySamples::score(&r, &self.base, &self.target, &self.inner_device())?;
         let all = PolicySamples::concat(self.gather(mine, "the evaluation samples")?);
         all.metrics(&self.plan.eval, record)?;
-        self.log_samples(&all.texts)
+        self.log_samples(&all.texts, &all.contexts)
     }
 
     /// Importance-sampled metrics: Z (pooled into the tracker), ESS, KL(p‖π), KL(p‖q),
@@ -80,9 +83,14 @@ impl<B: AutodiffBackend> Run<B> {
         } else {
             r.log_sampler.clone()
         };
-        let mine = ([log_p, r.log_sampler.clone(), log_pi], scores);
+        let mine = (([log_p, r.log_sampler.clone(), log_pi], r.contexts.clone()), scores);
         let all = self.gather(mine, "the importance samples")?;
+        let (contexts, all): (Vec<Vec<usize>>, Vec<_>) =
+            all.into_iter().map(|((columns, c), s)| (c, (columns, s))).unzip();
         let ([log_p, log_q, log_pi], scores) = super::concat_scored(all);
+        if self.contexts.is_some() {
+            return conditional_metrics(&log_p, &log_q, &log_pi, &contexts.concat(), record);
+        }
         if self.proposal.is_some() {
             record.moments_q = scores.means();
         }
@@ -108,17 +116,86 @@ impl<B: AutodiffBackend> Run<B> {
         Ok(())
     }
 
-    /// Appends the first `eval.samples_to_log` texts to `samples.jsonl` (the writing peer).
-    fn log_samples(&mut self, texts: &[String]) -> Result<()> {
+    /// Appends `eval.samples_to_log` texts to `samples.jsonl` (the writing peer): the first
+    /// ones, or in a conditional run one of each evaluation context in turn, each with its
+    /// context.
+    fn log_samples(&mut self, texts: &[String], contexts: &[usize]) -> Result<()> {
         let step = self.step;
+        let picked = round_robin(contexts, self.plan.eval.samples_to_log as usize);
         let Some(file) = &mut self.samples_file else { return Ok(()) };
-        let k = (self.plan.eval.samples_to_log as usize).min(texts.len());
-        for text in &texts[..k] {
-            let line = serde_json::json!({ "step": step, "source": "pi", "text": text });
+        for i in picked {
+            let mut line = serde_json::json!({ "step": step, "source": "pi", "text": texts[i] });
+            if let Some(c) = &self.contexts {
+                line["context"] = c.texts[contexts[i]].clone().into();
+            }
             writeln!(file, "{line}").context("writing samples.jsonl")?;
         }
         file.flush().context("writing samples.jsonl")
     }
+}
+
+/// `k` sample indices taking one sample of each context in turn (the contexts' samples are
+/// contiguous), in order within a context: the first `k` when there is one context.
+fn round_robin(contexts: &[usize], k: usize) -> Vec<usize> {
+    let mut rank = vec![0; contexts.len()];
+    for i in 1..contexts.len() {
+        if contexts[i] == contexts[i - 1] {
+            rank[i] = rank[i - 1] + 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..contexts.len()).collect();
+    order.sort_by_key(|&i| (rank[i], i));
+    order.truncate(k);
+    order
+}
+
+/// The importance-sampled metrics of a conditional run, from samples of q(·|c) grouped by
+/// context: per evaluation context, the self-normalised KL(p_c‖π_c) and TVD(p_c, π_c) with
+/// its own Ẑ_c; `kl_p_pi` and `tvd_p_pi` are their means over the contexts (E_c KL(p_c‖π_c),
+/// the CDPG objective), `ess` the sum of the contexts' ESS. A context none of whose samples
+/// has P > 0 has an unknown Z_c: it is left out and counted (`contexts_without_support`).
+pub(crate) fn conditional_metrics(
+    log_p: &[f64],
+    log_q: &[f64],
+    log_pi: &[f64],
+    contexts: &[usize],
+    record: &mut EvalRecord,
+) -> Result<()> {
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &c) in contexts.iter().enumerate() {
+        groups.entry(c).or_default().push(i);
+    }
+    let (mut kl, mut tvd, mut log_z, mut ess, mut supported) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    for members in groups.values() {
+        let pick = |v: &[f64]| members.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let (lp, lq, lpi) = (pick(log_p), pick(log_q), pick(log_pi));
+        let z = estimate_log_z(&log_weights(&lp, &lq)?)?;
+        ess += z.ess;
+        if !z.log_z.is_finite() {
+            continue;
+        }
+        let sn = LogZ::SelfNormalized;
+        kl += kl_target_model(&lp, &lq, &lpi, sn)?.value;
+        tvd += tvd_target_model(&lp, &lq, &lpi, sn)?.value;
+        log_z += z.log_z;
+        supported += 1;
+    }
+    record.ess = Some(ess);
+    record.extra.insert("contexts".into(), (groups.len() as u64).into());
+    record
+        .extra
+        .insert("contexts_without_support".into(), ((groups.len() - supported) as u64).into());
+    if supported == 0 {
+        log::warn!("no evaluation context has a sample with P > 0: the divergences are unknown");
+        return Ok(());
+    }
+    let k = supported as f64;
+    record.kl_p_pi = finite(kl / k);
+    record.tvd_p_pi = finite(tvd / k);
+    if let Some(v) = finite(log_z / k) {
+        record.extra.insert("mean_log_z_c".into(), v.into());
+    }
+    Ok(())
 }
 
 /// The metrics of samples `r` of a policy π drawn with the evaluation sampler: E_π\[φ\],
@@ -142,6 +219,7 @@ struct PolicySamples {
     log_a: Vec<f64>,
     scores: FeatureScores,
     texts: Vec<String>,
+    contexts: Vec<usize>,
 }
 
 impl PolicySamples {
@@ -156,6 +234,7 @@ impl PolicySamples {
             log_a: rollout::log_probs(base, r, device)?,
             scores: target.score(&r.samples())?,
             texts: r.texts.clone(),
+            contexts: r.contexts.clone(),
         })
     }
 
@@ -166,6 +245,7 @@ impl PolicySamples {
             out.log_model.extend(p.log_model);
             out.log_a.extend(p.log_a);
             out.texts.extend(p.texts);
+            out.contexts.extend(p.contexts);
             scores.push(p.scores);
         }
         out.scores = FeatureScores::concat(scores);
@@ -206,9 +286,38 @@ pub fn step_metrics(report: &super::step::StepReport) -> BTreeMap<String, serde_
     put("kl_policy_base", s.kl_policy_base);
     put("value_loss", s.value_loss);
     put("value_explained_variance", s.value_explained_variance);
+    put("contexts_skipped", s.contexts_skipped.map(|n| n as f64));
     put("log_z", report.log_z);
     for (k, v) in &report.batch_moments {
         put(&format!("moment/{k}"), Some(*v));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_takes_one_sample_of_each_context_in_turn() {
+        assert_eq!(round_robin(&[4, 4, 4, 1, 1, 7], 4), [0, 3, 5, 1]);
+        assert_eq!(round_robin(&[0; 5], 3), [0, 1, 2]);
+        assert_eq!(round_robin(&[2, 2], 9), [0, 1]);
+    }
+
+    #[test]
+    fn conditional_metrics_average_per_context_divergences() {
+        // Context 0: π = p exactly (log p − log π = 0 on every sample, q = π): KL 0, TVD 0.
+        // Context 1: every sample has P = 0: Z_1 is unknown, the context is left out.
+        let log_p = [-1.0, -2.0, f64::NEG_INFINITY, f64::NEG_INFINITY];
+        let log_q = [-1.0, -2.0, -0.5, -0.9];
+        let mut record = EvalRecord::default();
+        conditional_metrics(&log_p, &log_q, &log_q, &[0, 0, 1, 1], &mut record).unwrap();
+        assert!(record.kl_p_pi.unwrap().abs() < 1e-12);
+        assert!(record.tvd_p_pi.unwrap().abs() < 1e-12);
+        assert_eq!(record.extra["contexts"], 2);
+        assert_eq!(record.extra["contexts_without_support"], 1);
+        assert!((record.extra["mean_log_z_c"].as_f64().unwrap()).abs() < 1e-12);
+        assert!((record.ess.unwrap() - 2.0).abs() < 1e-12);
+    }
 }

@@ -37,6 +37,7 @@ pub(crate) use self::state::has_records;
 pub use self::state::{check_resumable, resume_from};
 pub use self::step::{NonFiniteLoss, StepReport, build_estimator};
 use self::target::Target;
+use crate::contexts::Contexts;
 use crate::parallel::Peer;
 use crate::plan::{Plan, Proposal};
 use crate::report::{EvalRecord, MetricsLog, read_metrics, render_plots, summary_table};
@@ -125,6 +126,8 @@ pub(crate) struct Run<B: AutodiffBackend> {
     /// q (off-policy estimators only).
     proposal: Option<Gpt2<B::InnerBackend>>,
     sampler: Sampler,
+    /// The contexts of a conditional run.
+    contexts: Option<Contexts>,
     target: Target,
     estimator: Box<dyn Estimator<B>>,
     optimizer: OptimizerAdaptor<AdamW, Gpt2<B>, B>,
@@ -275,7 +278,20 @@ impl<B: AutodiffBackend> Run<B> {
         let p = plan.dropout;
         let policy = load_model::<B>(&policy_dir, &device)?.with_dropout(p, p, p);
         let proposal = plan.estimator.is_off_policy().then(|| policy.valid());
-        let sampler = Sampler::new(&plan.sampling, &tokenizer, SAMPLE_CHUNK)?;
+        let contexts = match &plan.contexts {
+            Some(c) => Some(Contexts::load(c, plan.seed)?),
+            None => None,
+        };
+        let sampler = Sampler::new(&plan.sampling, contexts.as_ref(), &tokenizer, SAMPLE_CHUNK)?;
+        let longest = sampler.longest_prompt() + plan.sampling.new_tokens as usize;
+        anyhow::ensure!(
+            longest <= policy.config().n_positions,
+            "the longest prompt ({} tokens) and sampling.new_tokens ({}) exceed the model's {} \
+             positions",
+            sampler.longest_prompt(),
+            plan.sampling.new_tokens,
+            policy.config().n_positions
+        );
         let target = Target::new(&plan)?;
         let estimator = build_estimator::<B>(&plan.estimator)?;
         let critic = plan.estimator.critic().map(|_| Critic {
@@ -300,6 +316,7 @@ impl<B: AutodiffBackend> Run<B> {
             policy,
             proposal,
             sampler,
+            contexts,
             target,
             estimator,
             z: ZLog::new(),
@@ -323,15 +340,20 @@ impl<B: AutodiffBackend> Run<B> {
     }
 
     /// This peer's part of `n` fresh samples from `model` with `sampler` (the evaluation
-    /// streams).
+    /// streams; in a conditional run, the evaluation contexts in equal shares).
     fn draw_eval<M: burn::tensor::backend::Backend>(
         &mut self,
         sampler: &Sampler,
         model: &Gpt2<M>,
         n: usize,
     ) -> Result<rollout::Rollout> {
-        let rows = self.peer.rows_of(n).0;
-        rollout::draw_streams(sampler, model, &rows, &self.tokenizer, &mut self.eval_rngs)
+        let contexts = match &self.contexts {
+            Some(c) => c.for_eval(n),
+            None => vec![0; n],
+        };
+        let (rows, offset) = self.peer.rows_of(n);
+        let mine = &contexts[offset..offset + rows.iter().sum::<usize>()];
+        rollout::draw_streams(sampler, model, &rows, mine, &self.tokenizer, &mut self.eval_rngs)
     }
 
     /// Every peer's `value`, in peer order (just `value` in a single-peer run).

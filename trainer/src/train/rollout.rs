@@ -65,6 +65,8 @@ pub struct Rollout {
     pub token_log_sampler: Vec<f64>,
     /// Generated-token mask `[n, steps]`.
     pub generated_mask: Vec<bool>,
+    /// The context id of each sample (0, the one prompt, in an unconditional run).
+    pub contexts: Vec<usize>,
 }
 
 impl Rollout {
@@ -93,6 +95,7 @@ impl Rollout {
         self.log_model.extend(other.log_model);
         self.token_log_sampler.extend(other.token_log_sampler);
         self.generated_mask.extend(other.generated_mask);
+        self.contexts.extend(other.contexts);
     }
 
     /// Decoding steps of the chunks (they agree: all chunks use the same `max_new_tokens`
@@ -105,8 +108,9 @@ impl Rollout {
 /// What the sampler needs besides the model: prompt ids, settings and the tokenizer.
 #[derive(Debug, Clone)]
 pub struct Sampler {
-    /// The prompt's token ids (the end-of-text token alone by default).
-    pub prompt: Vec<u32>,
+    /// The token ids of each prompt, indexed by context id: the contexts of a conditional
+    /// run, or the one prompt (the end-of-text token alone by default).
+    pub prompts: Vec<Vec<u32>>,
     /// Sampler settings.
     pub config: SamplingConfig,
     /// Rows per sampling call.
@@ -114,13 +118,32 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// The training sampler of a plan.
-    pub fn new(sampling: &Sampling, tokenizer: &Gpt2Tokenizer, chunk: usize) -> Result<Self> {
-        let prompt = match &sampling.prompt {
-            Some(text) => tokenizer.encode(text).context("tokenizing sampling.prompt")?,
-            None => vec![tokenizer.eos_token_id()],
+    /// The training sampler of a plan; `contexts` replace `sampling.prompt` in a conditional
+    /// run.
+    pub fn new(
+        sampling: &Sampling,
+        contexts: Option<&crate::contexts::Contexts>,
+        tokenizer: &Gpt2Tokenizer,
+        chunk: usize,
+    ) -> Result<Self> {
+        let prompts = match (contexts, &sampling.prompt) {
+            (Some(c), _) => c
+                .texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    let ids = tokenizer.encode(text).context("tokenizing a context")?;
+                    anyhow::ensure!(!ids.is_empty(), "context {i} ({text:?}) tokenizes to nothing");
+                    Ok(ids)
+                })
+                .collect::<Result<Vec<_>>>()?,
+            (None, Some(text)) => {
+                let ids = tokenizer.encode(text).context("tokenizing sampling.prompt")?;
+                anyhow::ensure!(!ids.is_empty(), "sampling.prompt tokenizes to nothing");
+                vec![ids]
+            }
+            (None, None) => vec![vec![tokenizer.eos_token_id()]],
         };
-        anyhow::ensure!(!prompt.is_empty(), "sampling.prompt tokenizes to nothing");
         let warper = Warper {
             temperature: sampling.temperature,
             top_k: sampling.top_k.map(|k| k as usize),
@@ -138,7 +161,7 @@ impl Sampler {
         };
         let config = base.with_warper(warper).with_draw(draw);
         config.draws_on_device().context("sampling.draw")?;
-        Ok(Self { prompt, config, chunk: chunk.max(1) })
+        Ok(Self { prompts, config, chunk: chunk.max(1) })
     }
 
     /// The same sampler with nucleus mass `top_p` (evaluation); drawn on the host if
@@ -157,19 +180,35 @@ impl Sampler {
         self.config.stop == StopMode::FixedLength
     }
 
-    /// Draws `n` samples from `model` in chunks, decoding each once.
-    pub fn draw<B: Backend>(
+    /// The longest prompt, in tokens.
+    pub fn longest_prompt(&self) -> usize {
+        self.prompts.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Draws `n` samples of the first prompt (the one prompt of an unconditional run).
+    pub fn draw_n<B: Backend>(
         &self,
         model: &Gpt2<B>,
         n: usize,
         tokenizer: &Gpt2Tokenizer,
         rng: &mut dyn RngCore,
     ) -> Result<Rollout> {
+        self.draw(model, &vec![0; n], tokenizer, rng)
+    }
+
+    /// Draws one sample from `model` per entry of `contexts` (the prompt ids of the samples),
+    /// in chunks, decoding each once.
+    pub fn draw<B: Backend>(
+        &self,
+        model: &Gpt2<B>,
+        contexts: &[usize],
+        tokenizer: &Gpt2Tokenizer,
+        rng: &mut dyn RngCore,
+    ) -> Result<Rollout> {
         let mut out = Rollout::default();
-        let mut left = n;
-        while left > 0 {
-            let rows = left.min(self.chunk);
-            let prompts = vec![self.prompt.clone(); rows];
+        for ids in contexts.chunks(self.chunk) {
+            let rows = ids.len();
+            let prompts: Vec<Vec<u32>> = ids.iter().map(|&c| self.prompts[c].clone()).collect();
             let s = model.sample(&prompts, &self.config, rng).context("sampling")?;
             let generated = s.generated();
             for ids in &generated {
@@ -198,23 +237,33 @@ impl Sampler {
                 prompt_len: s.prompt_len,
                 steps: s.steps,
             });
-            left -= rows;
+            out.contexts.extend_from_slice(ids);
         }
         Ok(out)
     }
 }
 
-/// Draws `rows[i]` samples with `rngs[i]` for each sample stream `i`, one after the other.
+/// Draws `rows[i]` samples with `rngs[i]` for each sample stream `i`, one after the other;
+/// `contexts` holds the context of each of the `Σ rows` samples, in that order.
 pub fn draw_streams<B: Backend, R: RngCore>(
     sampler: &Sampler,
     model: &Gpt2<B>,
     rows: &[usize],
+    contexts: &[usize],
     tokenizer: &Gpt2Tokenizer,
     rngs: &mut [R],
 ) -> Result<Rollout> {
+    anyhow::ensure!(
+        rows.iter().sum::<usize>() == contexts.len(),
+        "one context per sample: {} samples, {} contexts",
+        rows.iter().sum::<usize>(),
+        contexts.len()
+    );
     let mut out = Rollout::default();
+    let mut first = 0;
     for (rng, &n) in rngs.iter_mut().zip(rows) {
-        out.append(sampler.draw(model, n, tokenizer, rng)?);
+        out.append(sampler.draw(model, &contexts[first..first + n], tokenizer, rng)?);
+        first += n;
     }
     Ok(out)
 }

@@ -276,6 +276,7 @@ fn estimator_kind(e: &Estimator) -> &'static str {
         Estimator::Gdc { .. } => "gdc",
         Estimator::GdcPp { .. } => "gdc_pp",
         Estimator::Fdpg { .. } => "fdpg",
+        Estimator::Cdpg { .. } => "cdpg",
     }
 }
 

@@ -9,7 +9,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use tilt_estimators::{
-    AdaptiveKlController, ChiSquare, Dpg, Estimator, EstimatorOutput, FDpg, ForwardKl,
+    AdaptiveKlController, Cdpg, ChiSquare, Dpg, Estimator, EstimatorOutput, FDpg, ForwardKl,
     JensenShannon, KlControl, Reinforce, ReverseKl, RewardBaseline, ScoredBatch, StepStats,
     TotalVariation,
 };
@@ -82,10 +82,11 @@ pub fn build_estimator<B: AutodiffBackend>(e: &EstimatorPlan) -> Result<Box<dyn 
                 None => Box::new(kl),
             }
         }
-        EstimatorPlan::Dpg { baseline_z, normalize_by_z } => {
+        EstimatorPlan::Dpg { baseline_z, normalize_by_z, .. } => {
             let d = if baseline_z { Dpg::on_policy_baseline() } else { Dpg::on_policy() };
             Box::new(if normalize_by_z { d.normalized() } else { d })
         }
+        EstimatorPlan::Cdpg { baseline, .. } => Box::new(Cdpg { baseline, off_policy: false }),
         EstimatorPlan::Gdc { normalize_by_z } => {
             Box::new(if normalize_by_z { Dpg::gdc().normalized() } else { Dpg::gdc() })
         }
@@ -137,6 +138,8 @@ struct HostScores {
     generated_mask: Vec<bool>,
     /// Decoding steps.
     steps: usize,
+    /// The context id of each sample (conditional runs).
+    contexts: Vec<usize>,
 }
 
 impl HostScores {
@@ -152,6 +155,7 @@ impl HostScores {
             out.log_pi.extend(p.log_pi);
             out.log_target.extend(p.log_target);
             out.generated_mask.extend(p.generated_mask);
+            out.contexts.extend(p.contexts);
             if let Some((lp, la)) = p.tokens {
                 let t = out.tokens.get_or_insert_with(Default::default);
                 t.0.extend(lp);
@@ -190,11 +194,17 @@ impl<B: AutodiffBackend> Run<B> {
             Some(q) => q.clone(),
             None => self.policy.valid(),
         };
+        let contexts = match &self.contexts {
+            Some(c) => c.for_step(self.plan.seed, self.step, n),
+            None => vec![0; n],
+        };
+        let mine = &contexts[offset..offset + rows.iter().sum::<usize>()];
         let t0 = std::time::Instant::now();
         let rollout = rollout::draw_streams(
             &self.sampler,
             &sampler_model,
             &rows,
+            mine,
             &self.tokenizer,
             &mut self.rngs,
         )?;
@@ -247,6 +257,7 @@ impl<B: AutodiffBackend> Run<B> {
             values,
             generated_mask: rollout.generated_mask.clone(),
             steps: rollout.steps(),
+            contexts: rollout.contexts.clone(),
         };
         let host = HostScores::concat(self.gather(mine, "the batch's scores")?);
         Ok(Scored { rollout, host, offset })
@@ -270,6 +281,9 @@ impl<B: AutodiffBackend> Run<B> {
         }
         if let Some(z) = log_z {
             batch = batch.with_log_z(z);
+        }
+        if self.contexts.is_some() {
+            batch = batch.with_contexts(s.contexts.clone())?;
         }
         if let Some((lp, la)) = &s.tokens {
             let t = s.steps;
@@ -403,7 +417,8 @@ impl<B: AutodiffBackend> Run<B> {
         Ok((policy, head))
     }
 
-    /// A further PPO epoch over the batch (KL-control, `estimator.ppo_epochs` > 1): the
+    /// A further PPO epoch over the batch (KL-control, on-policy DPG and CDPG with
+    /// `estimator.ppo_epochs` > 1): the
     /// gradient of PPO's clipped surrogate `min(ρA, clip(ρ, 1−ε, 1+ε) A)` at the current π is
     /// `ρA ∇log π` where the unclipped term is the minimum and 0 where the clip holds, so the
     /// epoch reuses [`accumulate`](Self::accumulate) with those weights in place of the
@@ -494,11 +509,12 @@ impl<B: AutodiffBackend> Run<B> {
     }
 
     /// Counts a finished step and pools its batch into Z (E_q\[P/q\] = Z for any q) when π
-    /// is trained toward p. Reward maximisation's batches come from π, which may miss part of
-    /// p's support: its P/π weights are heavy-tailed and would swamp the samples of a that
-    /// its evaluation pools (see `evaluate_importance`).
+    /// is trained toward one p. Reward maximisation's batches come from π, which may miss part
+    /// of p's support: its P/π weights are heavy-tailed and would swamp the samples of a that
+    /// its evaluation pools (see `evaluate_importance`). CDPG's Z_c differ by context: it
+    /// estimates each on its batch.
     fn finish_step(&mut self, step: u64, host: &HostScores) -> Result<()> {
-        if self.plan.estimator.is_distribution_matching() {
+        if self.plan.estimator.tracks_z() {
             self.z.push(&host.log_target, &host.log_q).context("Z tracker")?;
         }
         self.step = step;
@@ -550,6 +566,8 @@ impl<B: AutodiffBackend> Run<B> {
         let s = self.sample_and_score()?;
         let t1 = std::time::Instant::now();
         let log_z = match self.z.log_z() {
+            // Conditional runs: each context has its own Z_c (CDPG estimates them itself).
+            _ if self.contexts.is_some() => None,
             Some(z) => Some(z),
             None => {
                 tilt_ebm::estimate_log_z(&tilt_ebm::log_weights(&s.host.log_target, &s.host.log_q)?)
@@ -559,7 +577,7 @@ impl<B: AutodiffBackend> Run<B> {
             }
         };
         let step = self.step + 1;
-        if log_z.is_none() && self.plan.estimator.is_distribution_matching() {
+        if log_z.is_none() && self.plan.estimator.tracks_z() {
             return self.skip_step(step, &s.host);
         }
         let out = self.advantages(&s.host, log_z).context("estimator")?;
@@ -579,7 +597,7 @@ impl<B: AutodiffBackend> Run<B> {
         );
         let lr = self.lr(self.step);
         self.apply(lr, grads, head_grads);
-        if let EstimatorPlan::KlControl { ppo: Some(ppo), .. } = self.plan.estimator {
+        if let Some(ppo) = self.plan.estimator.ppo() {
             for _ in 1..ppo.epochs {
                 let again = self.ppo_epoch(&s, &out, ppo.clip)?;
                 let (mut grads, mut head_grads) = self.accumulate(&s, &again)?;

@@ -207,7 +207,7 @@ impl Target {
         if !self.needs_fit() {
             return Ok(None);
         }
-        let r = sampler.draw(base, settings.samples as usize, tokenizer, rng)?;
+        let r = sampler.draw_n(base, settings.samples as usize, tokenizer, rng)?;
         let scores = self.score(&r.samples())?;
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
         self.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores).map(Some)
