@@ -473,6 +473,11 @@ fn is_bad_constraint(e: &tilt_constraints::Error) -> bool {
 }
 
 fn load_plan(config: &std::path::Path, overrides: &Overrides) -> Result<Plan> {
+    // A `--backend` that is not compiled in is the problem to report, before whatever the
+    // plan finds wrong with the config's device for it.
+    if let Some(b) = overrides.backend {
+        ensure_compiled(b)?;
+    }
     let plan = Plan::load(config, overrides)?;
     ensure_compiled(plan.backend)?;
     Ok(plan)
@@ -484,7 +489,10 @@ fn compare(args: &CompareArgs) -> Result<()> {
             return Err(BadInput(format!("{}: not a directory", root.display())).into());
         }
     }
-    let mut runs = crate::report::find_runs(&args.roots)?;
+    let (mut runs, empty) = crate::report::find_runs(&args.roots)?;
+    for dir in &empty {
+        println!("skipping {} (its metrics.jsonl has no evaluation yet)", dir.display());
+    }
     if !args.include_unfinished {
         for r in runs.iter().filter(|r| !r.finished) {
             println!("skipping {} (not finished; --include-unfinished counts it)", r.dir.display());
@@ -493,7 +501,8 @@ fn compare(args: &CompareArgs) -> Result<()> {
     }
     if runs.is_empty() {
         let roots: Vec<String> = args.roots.iter().map(|r| r.display().to_string()).collect();
-        return Err(BadInput(format!("no runs (metrics.jsonl) under {}", roots.join(", "))).into());
+        let what = if empty.is_empty() { "no runs (metrics.jsonl)" } else { "no evaluated runs" };
+        return Err(BadInput(format!("{what} under {}", roots.join(", "))).into());
     }
     let out = args.output.clone().unwrap_or_else(|| args.roots[0].join("report"));
     let table = crate::report::compare(&runs, &out)?;

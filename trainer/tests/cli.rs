@@ -51,6 +51,12 @@ fn check_prints_the_plan_and_finds_missing_inputs() {
     let (code, _, err) = tilt(&["check", "--config", config, "--device", "cuda:0"]);
     assert_eq!(code, 2);
     assert!(err.contains("device: backend `flex` has no device `cuda:0`"), "{err}");
+    // A backend that is not compiled in is named as such, not as a device it lacks.
+    if !cfg!(feature = "wgpu") {
+        let (code, _, err) = tilt(&["check", "--config", config, "--backend", "wgpu"]);
+        assert_eq!(code, 2);
+        assert!(err.contains("backend `wgpu` is not compiled into this tilt"), "{err}");
+    }
 }
 
 #[test]
@@ -93,6 +99,15 @@ fn compare_reports_finished_runs_and_refuses_an_empty_directory() {
     let (code, _, err) = tilt(&["compare", root.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no runs (metrics.jsonl)"), "{err}");
+    // A run stopped before its first evaluation is named, not passed over in silence.
+    let stopped = root.join("t-gdc_pp/seed-9");
+    std::fs::create_dir_all(&stopped).unwrap();
+    std::fs::write(stopped.join("metrics.jsonl"), "").unwrap();
+    let (code, out, err) = tilt(&["compare", root.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.contains("seed-9 (its metrics.jsonl has no evaluation yet)"), "{out}");
+    assert!(err.contains("no evaluated runs"), "{err}");
+    std::fs::remove_dir_all(&stopped).unwrap();
     let record = |step: u64, phi: f64| {
         format!(
             "{{\"step\":{step},\"samples_seen\":{},\"moments\":{{\"w\":{phi}}},\"kl_p_pi\":1.5}}\n",

@@ -14,7 +14,7 @@ use tilt_trainer::plan::{Overrides, Plan};
 use tilt_trainer::report::{RunInfo, read_metrics};
 use tilt_trainer::train::{RunOptions, run_parallel};
 
-use crate::train::{SERIAL, config, tiny_base};
+use crate::train::{SERIAL, conditional_config, config, tiny_base};
 
 type B = Autodiff<Flex>;
 
@@ -125,6 +125,18 @@ fn kl_control_with_a_critic_on_two_peers_equals_one_peer() {
     };
     let (a, b) = (value_loss(&parallel), value_loss(&single));
     assert!((a - b).abs() < 1e-4 * a.abs().max(1e-3), "value loss {a} vs {b}");
+}
+
+#[test]
+fn a_conditional_run_on_three_peers_equals_one_peer() {
+    // CDPG with PPO epochs: 8 samples of 2 contexts (4 each) in 3 streams of 3, 3 and 2, so
+    // the middle peer draws samples of both contexts; each Ẑ_c is computed on the whole batch.
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    let path = conditional_config(dir.path(), "kind = \"cdpg\"\nppo = true\nppo_epochs = 2", 4);
+    let plan = Plan::load(&path, &Overrides::default()).unwrap();
+    peers_match_one_peer_with(&plan, 3);
 }
 
 #[test]

@@ -72,15 +72,20 @@ pub struct RunRecords {
 /// Directories a run writes inside its own; never searched for runs.
 const NOT_RUNS: [&str; 4] = ["checkpoints", "final", "plots", "report"];
 
-/// Every run under `roots`, sorted by group then directory. Runs with no records are skipped.
-pub fn find_runs(roots: &[PathBuf]) -> Result<Vec<RunRecords>, ReportError> {
+/// Every run under `roots`, sorted by group then directory, with the directories whose
+/// `metrics.jsonl` has no record yet (a run stopped before its first evaluation), which
+/// [`compare`] cannot use.
+pub fn find_runs(roots: &[PathBuf]) -> Result<(Vec<RunRecords>, Vec<PathBuf>), ReportError> {
     let mut runs = Vec::new();
     for root in roots {
         collect(root, root, 0, &mut runs)?;
     }
-    runs.retain(|r| !r.records.is_empty());
+    let (runs, empty): (Vec<_>, Vec<_>) = runs.into_iter().partition(|r| !r.records.is_empty());
+    let mut empty: Vec<PathBuf> = empty.into_iter().map(|r| r.dir).collect();
+    empty.sort();
+    let mut runs = runs;
     runs.sort_by(|a, b| (&a.group, &a.dir).cmp(&(&b.group, &b.dir)));
-    Ok(runs)
+    Ok((runs, empty))
 }
 
 fn collect(
@@ -465,7 +470,12 @@ mod tests {
         );
         // A run's own subdirectories are not runs.
         write_run(&root.join("house-reinforce/seed-1/final"), &[record(0, 0.0, 0.0)], &[]);
-        let runs = find_runs(std::slice::from_ref(&root)).unwrap();
+        // A run stopped before its first evaluation: listed apart.
+        let stopped = root.join("house-reinforce/seed-2");
+        std::fs::create_dir_all(&stopped).unwrap();
+        std::fs::write(stopped.join(crate::train::METRICS_FILE), "").unwrap();
+        let (runs, empty) = find_runs(std::slice::from_ref(&root)).unwrap();
+        assert_eq!(empty, [stopped]);
         let groups: Vec<&str> = runs.iter().map(|r| r.group.as_str()).collect();
         assert_eq!(groups, ["house-gdc_pp", "house-gdc_pp", "house-reinforce"]);
         let out = tmp.path().join("report");
