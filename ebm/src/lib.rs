@@ -16,6 +16,8 @@
 //! * [`MomentFit`]: fits λ so that the self-normalised importance-sampling moments of φ under
 //!   `p_λ` equal targets μ̄, from samples of any proposal, by Newton–CG on the convex dual;
 //!   returns a [`FitReport`]. Infeasible targets are errors that name the feature.
+//!   [`MomentFit::fit_conditional`] fits conditional moments over contexts (prompts), each
+//!   context normalised by its own Z_c.
 //! * Partition function: [`estimate_log_z`] (importance sampling, with standard errors and
 //!   ESS) and [`PooledZ`] (unbiased across a sequence of changing proposals).
 //! * Divergences with standard errors: [`kl_target_model`], [`kl_target_proposal`],

@@ -31,6 +31,9 @@ pub struct FitReport {
     pub moment_std_err: Vec<f64>,
     /// Whether `residual <= tolerance`.
     pub converged: bool,
+    /// [`fit_conditional`](MomentFit::fit_conditional): the contexts left out because none of
+    /// their samples has a positive weight (0 for [`fit`](MomentFit::fit)).
+    pub groups_without_support: usize,
 }
 
 /// Fits λ so that the self-normalised importance-sampling moments of φ under
@@ -159,10 +162,67 @@ impl MomentFit {
         self.check_reachable(&scan, offset.len())?;
         let lambda = self.initial_lambda.clone().unwrap_or_else(|| vec![0.0; d]);
         let offset = &offset[..];
-        let dual = Dual { offset, data: features.data(), d, threads };
-        let eval = dual.eval(&lambda);
-        check_start(&eval)?;
-        Ok(self.newton(&dual, lambda, eval))
+        let objective =
+            Objective { parts: vec![Dual { offset, data: features.data(), d, threads }] };
+        let point = objective.eval(&lambda);
+        check_start(&point.eval)?;
+        Ok(self.newton(&objective, lambda, point, 0))
+    }
+
+    /// Fits λ to **conditional** moments: the rows come in consecutive groups of
+    /// `group_sizes[c]` samples of a proposal q(·|c) for context c, with `log_base` =
+    /// log a(x|c) (plus pointwise log b), and λ is fitted so that the mean over the contexts of
+    /// each context's own SNIS moments equals the targets,
+    ///
+    /// `(1/C) Σ_c μ̂_c(λ) = μ̄`, `μ̂_c = Σ_{i∈c} w_i φ_i / Σ_{i∈c} w_i`,
+    ///
+    /// the moment of the conditional targets `p_λ(x|c) ∝ a(x|c) e^{λ·φ(x)}` averaged over the
+    /// contexts (each normalised by its own Z_c(λ), as CDPG trains toward; pooling all the
+    /// weights in one sum would weight each context by its Z_c instead). The dual is
+    /// `(1/C) Σ_c log Σ_{i∈c} e^{o_i + λ·φ_i} − λ·μ̄`, convex, with gradient `mean_c μ̂_c − μ̄`
+    /// and Hessian the mean of the contexts' SNIS covariances; it is minimised as in
+    /// [`fit`](Self::fit). The report's ESS is the sum of the contexts' and its standard
+    /// errors are `√(Σ_c se_c²) / C`. A context with no positive weight (every sample breaks
+    /// a pointwise constraint) has no estimable moment: it is left out and counted in
+    /// [`FitReport::groups_without_support`]; an error if all are.
+    pub fn fit_conditional(
+        &self,
+        log_proposal: &[f64],
+        log_base: &[f64],
+        features: RowMatrix<'_>,
+        group_sizes: &[usize],
+    ) -> Result<FitReport> {
+        let d = self.targets.len();
+        self.check_settings()?;
+        let offset = offsets(log_proposal, log_base, features, d)?;
+        check_len("sum of group_sizes", offset.len(), group_sizes.iter().sum())?;
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        let scan = Scan::run(&offset, features, threads)?;
+        self.check_reachable(&scan, offset.len())?;
+        let (mut parts, mut start, mut empty) = (Vec::new(), 0, 0);
+        for &size in group_sizes {
+            let rows = start..start + size;
+            start += size;
+            if offset[rows.clone()].iter().all(|o| *o == f64::NEG_INFINITY) {
+                empty += 1;
+                continue;
+            }
+            let data = &features.data()[rows.start * d..rows.end * d];
+            parts.push(Dual { offset: &offset[rows], data, d, threads });
+        }
+        if parts.is_empty() {
+            return Err(Error::NoSupport {
+                what: "MomentFit::fit_conditional (no context has a sample with positive weight)",
+                n_samples: offset.len(),
+            });
+        }
+        let lambda = self.initial_lambda.clone().unwrap_or_else(|| vec![0.0; d]);
+        let objective = Objective { parts };
+        let point = objective.eval(&lambda);
+        check_start(&point.eval)?;
+        Ok(self.newton(&objective, lambda, point, empty))
     }
 
     fn check_settings(&self) -> Result<()> {
@@ -248,11 +308,18 @@ impl MomentFit {
         eval.log_norm - dot(lambda, &self.targets)
     }
 
-    fn newton(&self, dual: &Dual<'_>, mut lambda: Vec<f64>, mut eval: Eval) -> FitReport {
+    fn newton(
+        &self,
+        objective: &Objective<'_>,
+        mut lambda: Vec<f64>,
+        mut point: Point,
+        empty: usize,
+    ) -> FitReport {
         let d = lambda.len();
         let mut iterations = 0;
         loop {
-            let grad = self.gradient(&eval);
+            let eval = &point.eval;
+            let grad = self.gradient(eval);
             let residual = max_abs(&grad);
             if residual <= self.tolerance || iterations >= self.max_iterations || d == 0 {
                 let converged = residual <= self.tolerance;
@@ -264,11 +331,11 @@ impl MomentFit {
                         eval.ess
                     );
                 }
-                return report(dual, &eval, lambda, iterations, residual, converged);
+                return report(objective, &point, lambda, iterations, residual, converged, empty);
             }
             iterations += 1;
-            let (step, products) = newton_direction(dual, &eval, &grad, self.tolerance);
-            let loss = self.loss(&eval, &lambda);
+            let (step, products) = newton_direction(objective, &point, &grad, self.tolerance);
+            let loss = self.loss(eval, &lambda);
             let slope = dot(&grad, &step);
             let grad_norm = dot(&grad, &grad).sqrt();
             let mut alpha = 1.0;
@@ -278,17 +345,17 @@ impl MomentFit {
                 trials += 1;
                 let trial: Vec<f64> =
                     lambda.iter().zip(&step).map(|(l, p)| l + alpha * p).collect();
-                let trial_eval = dual.eval(&trial);
-                let trial_loss = self.loss(&trial_eval, &trial);
+                let trial_point = objective.eval(&trial);
+                let trial_loss = self.loss(&trial_point.eval, &trial);
                 let sufficient = trial_loss <= loss + ARMIJO * alpha * slope;
                 // Near the optimum the loss changes by less than its rounding error: accept a
                 // step that does not increase it beyond rounding and shrinks the gradient.
                 let flat = (trial_loss - loss).abs() <= 1e-12 * (1.0 + loss.abs()) && {
-                    let g = self.gradient(&trial_eval);
+                    let g = self.gradient(&trial_point.eval);
                     dot(&g, &g).sqrt() < grad_norm
                 };
                 if sufficient || flat {
-                    accepted = Some((trial, trial_eval));
+                    accepted = Some((trial, trial_point));
                     break;
                 }
                 alpha *= 0.5;
@@ -298,9 +365,9 @@ impl MomentFit {
                  Hessian-vector products, {trials} line-search evaluations, step {alpha}"
             );
             match accepted {
-                Some((l, e)) => {
+                Some((l, p)) => {
                     lambda = l;
-                    eval = e;
+                    point = p;
                 }
                 None => {
                     log::warn!(
@@ -308,24 +375,94 @@ impl MomentFit {
                          |mu_hat - mu_bar| = {residual:e}: the targets may lie outside the \
                          convex hull of the sampled features"
                     );
-                    return report(dual, &eval, lambda, iterations, residual, false);
+                    return report(objective, &point, lambda, iterations, residual, false, empty);
                 }
             }
         }
     }
 }
 
-/// The report of a fit that ends at `lambda`, evaluated as `eval`.
+/// The dual of a fit: one part ([`MomentFit::fit`]) or one per context
+/// ([`MomentFit::fit_conditional`]), the objective being the mean of the parts' log
+/// normalisers minus `λ·μ̄`.
+struct Objective<'a> {
+    parts: Vec<Dual<'a>>,
+}
+
+/// The objective evaluated at one λ: each part's pass, and their combination (means of the
+/// log normalisers, moments and variances; sums of the ESS; the scores concatenated).
+struct Point {
+    eval: Eval,
+    parts: Vec<Eval>,
+}
+
+impl Objective<'_> {
+    fn eval(&self, lambda: &[f64]) -> Point {
+        let parts: Vec<Eval> = self.parts.iter().map(|p| p.eval(lambda)).collect();
+        let c = parts.len().max(1) as f64;
+        let d = lambda.len();
+        let mean_of = |f: &dyn Fn(&Eval) -> &[f64]| -> Vec<f64> {
+            (0..d).map(|j| parts.iter().map(|e| f(e)[j]).sum::<f64>() / c).collect()
+        };
+        let eval = Eval {
+            log_norm: parts.iter().map(|e| e.log_norm).sum::<f64>() / c,
+            mean: mean_of(&|e| &e.mean),
+            var: mean_of(&|e| &e.var),
+            ess: parts.iter().map(|e| e.ess).sum(),
+            scores: parts.iter().flat_map(|e| e.scores.iter().copied()).collect(),
+        };
+        Point { eval, parts }
+    }
+
+    /// The normalised weights of each part at `point`.
+    fn weights(&self, point: &Point) -> Vec<Vec<f64>> {
+        point.parts.iter().map(weights).collect()
+    }
+
+    /// `H v`: the mean over the parts of their SNIS covariances applied to `v`.
+    fn hvp(&self, point: &Point, weights: &[Vec<f64>], v: &[f64]) -> Vec<f64> {
+        let c = self.parts.len().max(1) as f64;
+        let mut out = vec![0.0; v.len()];
+        for ((dual, e), w) in self.parts.iter().zip(&point.parts).zip(weights) {
+            out.iter_mut().zip(dual.hvp(w, &e.mean, v)).for_each(|(o, h)| *o += h);
+        }
+        out.iter_mut().for_each(|o| *o /= c);
+        out
+    }
+
+    /// Standard errors of the combined moments: `√(Σ_c se_c²) / C`.
+    fn moment_std_err(&self, point: &Point) -> Vec<f64> {
+        let c = self.parts.len().max(1) as f64;
+        let mut sum_sq = vec![0.0; point.eval.mean.len()];
+        for (dual, e) in self.parts.iter().zip(&point.parts) {
+            let se = dual.moment_std_err(e);
+            sum_sq.iter_mut().zip(se).for_each(|(s, v)| *s += v * v);
+        }
+        sum_sq.into_iter().map(|s| s.sqrt() / c).collect()
+    }
+}
+
+/// The report of a fit that ends at `lambda`, evaluated as `point`.
 fn report(
-    dual: &Dual<'_>,
-    eval: &Eval,
+    objective: &Objective<'_>,
+    point: &Point,
     lambda: Vec<f64>,
     iterations: usize,
     residual: f64,
     converged: bool,
+    groups_without_support: usize,
 ) -> FitReport {
-    let moment_std_err = dual.moment_std_err(eval);
-    FitReport { lambda, iterations, residual, ess: eval.ess, moment_std_err, converged }
+    let moment_std_err = objective.moment_std_err(point);
+    let ess = point.eval.ess;
+    FitReport {
+        lambda,
+        iterations,
+        residual,
+        ess,
+        moment_std_err,
+        converged,
+        groups_without_support,
+    }
 }
 
 /// `max_j |g_j|`, or `+inf` if some `g_j` is NaN (`f64::max` would skip it): a NaN gradient
@@ -358,11 +495,12 @@ fn check_start(eval: &Eval) -> Result<()> {
 /// Solves `(H + δI) p = −g` by Jacobi-preconditioned conjugate gradients with Hessian-vector
 /// products, to relative residual `min(0.5, max(√‖g‖, tolerance / (4‖g‖)))`.
 fn newton_direction(
-    dual: &Dual<'_>,
-    eval: &Eval,
+    objective: &Objective<'_>,
+    point: &Point,
     grad: &[f64],
     tolerance: f64,
 ) -> (Vec<f64>, usize) {
+    let eval = &point.eval;
     let d = grad.len();
     let g_norm = dot(grad, grad).sqrt();
     let g_inf = max_abs(grad);
@@ -372,7 +510,7 @@ fn newton_direction(
     // Eisenstat–Walker forcing √‖g‖, but no tighter than needed to bring the linear model's
     // residual to a quarter of the tolerance: the last step is not over-solved.
     let forcing = 0.5f64.min(g_norm.sqrt().max(0.25 * tolerance / g_norm));
-    let weights = weights(eval);
+    let weights = objective.weights(point);
 
     let mut x = vec![0.0; d];
     let mut r: Vec<f64> = grad.iter().map(|g| -g).collect();
@@ -383,7 +521,7 @@ fn newton_direction(
     let mut products = 0;
     for _ in 0..max_cg {
         products += 1;
-        let mut hp = dual.hvp(&weights, &eval.mean, &p);
+        let mut hp = objective.hvp(point, &weights, &p);
         hp.iter_mut().zip(&p).for_each(|(h, p)| *h += damping * p);
         let php = dot(&p, &hp);
         if php.is_nan() || php <= 0.0 {
@@ -555,6 +693,37 @@ mod tests {
         assert_relative_eq!(report.lambda[0], (0.8f64 / 0.2).ln(), epsilon = 1e-7);
         assert!(report.residual <= 1e-8);
         assert!(report.iterations < 10);
+    }
+
+    #[test]
+    fn conditional_moments_normalise_each_context_and_have_a_closed_form() {
+        // Two contexts with samples φ = 0 and φ = 1. In context A both have weight 1, so
+        // μ̂_A = σ(λ); in B the φ = 1 sample has weight 1/3, so μ̂_B = σ(λ − ln 3). The mean
+        // (σ(λ) + σ(λ − ln 3)) / 2 = 0.5 at λ = ln 3 / 2. A third context whose samples all
+        // break a pointwise constraint (log a = −inf) is left out.
+        let f = [0.0, 1.0, 0.0, 1.0, 0.0, 1.0];
+        let m = RowMatrix::new(&f, 6, 1).unwrap();
+        let ninf = f64::NEG_INFINITY;
+        let log_base = [0.0, 0.0, 0.0, -(3f64.ln()), ninf, ninf];
+        let fit = MomentFit::new(vec![0.5]);
+        let report = fit.fit_conditional(&[0.0; 6], &log_base, m, &[2, 2, 2]).unwrap();
+        assert!(report.converged);
+        assert_relative_eq!(report.lambda[0], 0.5 * 3f64.ln(), epsilon = 1e-7);
+        assert_eq!(report.groups_without_support, 1);
+        // Pooling the four weights in one sum gives another λ: (4/3) e^λ / (2 + (4/3) e^λ)
+        // = 0.5 at λ = ln 1.5.
+        let pooled = fit.fit(&[0.0; 6], &log_base, m).unwrap();
+        assert_relative_eq!(pooled.lambda[0], 1.5f64.ln(), epsilon = 1e-7);
+        // One group is the pooled fit, to the bit.
+        let one = fit.fit_conditional(&[0.0; 6], &log_base, m, &[6]).unwrap();
+        assert_eq!(one, pooled);
+        // Group sizes must cover the rows; a fit with no supported context is an error.
+        assert!(fit.fit_conditional(&[0.0; 6], &log_base, m, &[2, 2]).is_err());
+        let all_empty = [ninf; 6];
+        assert!(matches!(
+            fit.fit_conditional(&[0.0; 6], &all_empty, m, &[6]),
+            Err(Error::NoSupport { .. })
+        ));
     }
 
     #[test]

@@ -156,10 +156,11 @@ impl crate::backend::Job for FitJob {
         }
         let tokenizer = load_tokenizer(&plan.tokenizer)?;
         let base: Gpt2<B::InnerBackend> = load_model(&plan.base_model, &device)?;
-        let sampler = Sampler::new(&plan.sampling, None, &tokenizer, CHUNK)?;
+        let contexts = Contexts::of_plan(plan)?;
+        let sampler = Sampler::new(&plan.sampling, contexts.as_ref(), &tokenizer, CHUNK)?;
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
         let report = target
-            .fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?
+            .fit_on_samples_of(plan, &base, &sampler, contexts.as_ref(), &tokenizer, &mut rng)?
             .expect("a fit was needed")
             .clone();
         Ok(Fit { report, names: target.moment_names(), targets: target.moment_targets() })
@@ -207,12 +208,9 @@ impl crate::backend::Job for EvalJob {
         let pi: Gpt2<B::InnerBackend> = load_model(&self.model, &device)?;
         let mut target = Target::new(plan)?;
         let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        let contexts = match &plan.contexts {
-            Some(c) => Some(Contexts::load(c, plan.seed)?),
-            None => None,
-        };
+        let contexts = Contexts::of_plan(plan)?;
         let sampler = Sampler::new(&plan.sampling, contexts.as_ref(), &tokenizer, CHUNK)?;
-        target.fit_on_samples_of(plan.lambda_fit, &base, &sampler, &tokenizer, &mut rng)?;
+        target.fit_on_samples_of(plan, &base, &sampler, contexts.as_ref(), &tokenizer, &mut rng)?;
         let rows = |n: u64| match &contexts {
             Some(c) => c.for_eval(n as usize),
             None => vec![0; n as usize],

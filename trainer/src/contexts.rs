@@ -127,6 +127,11 @@ impl Contexts {
         Ok(Self { texts, n_train, per_step: plan.per_step as usize, eval })
     }
 
+    /// The contexts of `plan`, if it is a conditional run.
+    pub fn of_plan(plan: &crate::plan::Plan) -> Result<Option<Self>, ContextsError> {
+        plan.contexts.as_ref().map(|c| Self::load(c, plan.seed)).transpose()
+    }
+
     /// The context of each of the `n` rows of training batch `step` (from 0): `per_step`
     /// distinct contexts, `n / per_step` contiguous rows each.
     pub fn for_step(&self, seed: u64, step: u64, n: usize) -> Vec<usize> {
@@ -136,11 +141,34 @@ impl Contexts {
         spread(&ids, n)
     }
 
+    /// The context of each of the `n` rows of the λ fit: `k` distinct training contexts (a
+    /// seeded draw, all of them when `k` is at least their number) in equal shares. `k`
+    /// defaults to every training context, but at most one per 16 rows.
+    pub fn for_fit(&self, seed: u64, k: Option<u64>, n: usize) -> Vec<usize> {
+        let k = k.map_or((n / 16).max(1), |k| k as usize).min(self.n_train).max(1);
+        let mut rng = ChaCha8Rng::seed_from_u64(step_seed(seed) ^ 0xf17);
+        let mut ids = rand::seq::index::sample(&mut rng, self.n_train, k).into_vec();
+        ids.sort_unstable();
+        spread(&ids, n)
+    }
+
     /// The context of each of `n` evaluation rows: the evaluation contexts in order, sharing
     /// the rows out as equally as they can be (the first `n mod k` get one more).
     pub fn for_eval(&self, n: usize) -> Vec<usize> {
         spread(&self.eval, n)
     }
+}
+
+/// The sizes of the runs of equal ids in `rows` (contiguous groups, as [`spread`] makes).
+pub fn group_sizes(rows: &[usize]) -> Vec<usize> {
+    let mut sizes: Vec<usize> = Vec::new();
+    for (i, id) in rows.iter().enumerate() {
+        match sizes.last_mut() {
+            Some(last) if rows[i - 1] == *id => *last += 1,
+            _ => sizes.push(1),
+        }
+    }
+    sizes
 }
 
 /// `n` rows over `ids` in contiguous groups whose sizes differ by at most one.
@@ -194,6 +222,13 @@ mod tests {
     }
 
     #[test]
+    fn group_sizes_are_the_runs_of_equal_ids() {
+        assert_eq!(group_sizes(&[4, 4, 4, 1, 1, 7]), [3, 2, 1]);
+        assert_eq!(group_sizes(&[0; 5]), [5]);
+        assert!(group_sizes(&[]).is_empty());
+    }
+
+    #[test]
     fn each_step_draws_distinct_contexts_reproducibly() {
         let dir = tempfile::tempdir().unwrap();
         let text: String = (0..10).map(|i| format!("context {i}\n")).collect();
@@ -210,6 +245,10 @@ mod tests {
         assert_eq!(ids.len(), 4, "distinct contexts: {rows:?}");
         assert_ne!(rows, c.for_step(12, 6, 8));
         assert_eq!(c.for_eval(7).len(), 7);
+        // The λ fit: every context by default when there are 16 rows per context or more.
+        assert_eq!(group_sizes(&c.for_fit(12, None, 160)), [16; 10]);
+        assert_eq!(group_sizes(&c.for_fit(12, None, 64)), [16; 4]);
+        assert_eq!(group_sizes(&c.for_fit(12, Some(5), 10)), [2; 5]);
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub struct LambdaFit {
     pub tolerance: f64,
     /// Iteration cap.
     pub max_iterations: u32,
+    /// Conditional runs: `lambda_fit.contexts` as set (`None`: the default).
+    pub contexts: Option<u64>,
 }
 
 /// The contexts of a conditional run (paths resolved).
@@ -647,7 +649,7 @@ impl Plan {
             c.fail("sampling.prompt", "must not be empty (remove it to start from end-of-text)");
         }
 
-        let contexts = check_contexts(&mut c, config, &estimator, has_moment, &resolve);
+        let contexts = check_contexts(&mut c, config, &estimator, &resolve);
 
         // Proposal.
         let proposal = if estimator.is_off_policy() {
@@ -705,10 +707,26 @@ impl Plan {
         // λ is fitted whenever there are moment constraints: distribution matching trains
         // toward p, and reward maximisation is evaluated against the same p (KL(p‖π), TVD), so
         // that the two are compared on one target.
+        if config.contexts.is_none() {
+            c.not_here("lambda_fit.contexts", &lf.contexts, "without a [contexts] table");
+        }
+        if let Some(k) = lf.contexts {
+            c.at_least_one("lambda_fit.contexts", k);
+            if k > 0 && lf.samples < 2 * k {
+                c.fail(
+                    "lambda_fit.contexts",
+                    format!(
+                        "each context's moments are estimated from its own samples:                          lambda_fit.samples ({}) must be at least 2 per context",
+                        lf.samples
+                    ),
+                );
+            }
+        }
         let lambda_fit = has_moment.then_some(LambdaFit {
             samples: lf.samples,
             tolerance: lf.tolerance,
             max_iterations: lf.max_iterations,
+            contexts: lf.contexts,
         });
 
         // Evaluation and checkpoints.
@@ -902,7 +920,6 @@ fn check_contexts(
     c: &mut Checker<'_>,
     config: &Config,
     estimator: &Estimator,
-    has_moment: bool,
     resolve: &dyn Fn(&Path) -> PathBuf,
 ) -> Option<ContextsPlan> {
     let kind = config.estimator.kind.name();
@@ -922,13 +939,6 @@ fn check_contexts(
                 "estimator `{kind}` trains toward one p = P/Z, but with contexts each has its own \
                  Z_c: use kind = \"cdpg\" (or reward maximisation: reinforce, kl_control)"
             ),
-        );
-    }
-    if has_moment {
-        c.fail(
-            "contexts",
-            "a conditional run takes pointwise constraints only (pointwise = true, or moment 0 \
-             or 1): λ for a moment averaged over contexts is not fitted",
         );
     }
     if config.sampling.prompt.is_some() {
@@ -1300,8 +1310,18 @@ impl fmt::Display for Plan {
         match &self.lambda_fit {
             Some(l) => writeln!(
                 f,
-                "λ fit         {} samples, tolerance {}, ≤ {} iterations",
-                l.samples, l.tolerance, l.max_iterations
+                "λ fit         {} samples{}, tolerance {}, ≤ {} iterations",
+                l.samples,
+                match (&self.contexts, l.contexts) {
+                    (None, _) => String::new(),
+                    (Some(_), Some(k)) => format!(" over {k} contexts (moments averaged)"),
+                    (Some(_), None) => format!(
+                        " over every context, at most {} (moments averaged)",
+                        (l.samples / 16).max(1)
+                    ),
+                },
+                l.tolerance,
+                l.max_iterations
             )?,
             None => writeln!(f, "λ fit         none (no moment constraints)")?,
         }

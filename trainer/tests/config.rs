@@ -507,19 +507,25 @@ fn conditional_mistakes_name_their_field() {
     ));
     let e = error(&text, "contexts.per_step", line_of(&text, "per_step"));
     assert!(e.contains("at least 2 per context"), "{e}");
-    // A moment constraint, a prompt, normalize_by_z, too few evaluation samples.
+    // A prompt, normalize_by_z, too few evaluation samples (the moment constraint is fine).
     let text = with(&format!(
         "[[constraints]]\nname = \"m\"\nmoment = 0.3\nfeature = {{ kind = \"word\", word = \"x\" }}\n\
          {CDPG}normalize_by_z = true\n[sampling]\nprompt = \"Hi\"\n[eval]\nproposal_samples = 10\n\
          [contexts]\nfile = \"p.txt\"\neval_contexts = 8\n"
     ));
-    let e = error(&text, "contexts", line_of(&text, "[contexts]"));
-    assert!(e.contains("pointwise constraints only"), "{e}");
     error(&text, "estimator.normalize_by_z", line_of(&text, "normalize_by_z"));
     error(&text, "sampling.prompt", line_of(&text, "prompt ="));
     error(&text, "eval.proposal_samples", line_of(&text, "proposal_samples"));
     let text = with(&format!("{CDPG}baseline = \"mean\"\n[contexts]\nfile = \"p.txt\"\n"));
     error(&text, "estimator.baseline", line_of(&text, "baseline"));
+    // The λ fit's contexts: only in a conditional run, and at least 2 samples each.
+    let text = with("[lambda_fit]\ncontexts = 4\n");
+    error(&text, "lambda_fit.contexts", line_of(&text, "contexts ="));
+    let text = with(&format!(
+        "{CDPG}[lambda_fit]\nsamples = 10\ncontexts = 6\n[contexts]\nfile = \"p.txt\"\n"
+    ));
+    let e = error(&text, "lambda_fit.contexts", line_of(&text, "contexts = 6"));
+    assert!(e.contains("at least 2 per context"), "{e}");
 }
 
 #[test]

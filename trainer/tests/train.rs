@@ -337,6 +337,23 @@ fn cdpg_runs_on_contexts_with_per_context_metrics() {
     conditional_run("kind = \"cdpg\"\nbaseline = \"z\"\nppo = true");
 }
 
+/// A distributional constraint in a conditional run: λ is fitted so that the moment averaged
+/// over the contexts, each normalised by its own Z_c, meets the target.
+#[test]
+fn cdpg_fits_lambda_over_contexts() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    tiny_base(dir.path());
+    std::fs::write(dir.path().join("contexts.txt"), CONTEXTS.join("\n")).unwrap();
+    let extra = "[contexts]\nfile = \"contexts.txt\"\nper_step = 2\neval_contexts = 2";
+    let plan = plan(&config(dir.path(), r#"kind = "cdpg""#, 2, extra));
+    let summary = run::<B>(&plan, Default::default(), &RunOptions::default()).unwrap();
+    assert_eq!(summary.lambda.len(), 1);
+    assert!(summary.lambda[0].is_finite() && summary.lambda[0] != 0.0, "{:?}", summary.lambda);
+    let records = read_metrics(&plan.output_dir.join("metrics.jsonl")).unwrap();
+    assert!(records.iter().all(|r| r.moments.contains_key("has_a") && r.kl_p_pi.is_some()));
+}
+
 #[test]
 fn reward_maximisation_runs_on_contexts() {
     conditional_run("kind = \"reinforce\"\nbaseline = \"leave_one_out\"");

@@ -65,6 +65,7 @@
 //! [lambda_fit]
 //! samples = 10_240
 //! tolerance = 0.01
+//! # contexts = 64         # conditional runs: contexts the samples are shared among
 //!
 //! [eval]
 //! interval = 10

@@ -547,11 +547,15 @@ pub struct LambdaFitConfig {
     pub tolerance: f64,
     /// At most this many iterations.
     pub max_iterations: u32,
+    /// Conditional runs: the training contexts (a seeded draw) the samples are shared among,
+    /// λ then matching the moments averaged over them, each context normalised by its own
+    /// Z_c (default: every training context, but at most one per 16 samples).
+    pub contexts: Option<u64>,
 }
 
 impl Default for LambdaFitConfig {
     fn default() -> Self {
-        Self { samples: 10_240, tolerance: 0.01, max_iterations: 1000 }
+        Self { samples: 10_240, tolerance: 0.01, max_iterations: 1000, contexts: None }
     }
 }
 

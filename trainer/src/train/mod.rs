@@ -278,10 +278,7 @@ impl<B: AutodiffBackend> Run<B> {
         let p = plan.dropout;
         let policy = load_model::<B>(&policy_dir, &device)?.with_dropout(p, p, p);
         let proposal = plan.estimator.is_off_policy().then(|| policy.valid());
-        let contexts = match &plan.contexts {
-            Some(c) => Some(Contexts::load(c, plan.seed)?),
-            None => None,
-        };
+        let contexts = Contexts::of_plan(&plan)?;
         let sampler = Sampler::new(&plan.sampling, contexts.as_ref(), &tokenizer, SAMPLE_CHUNK)?;
         let longest = sampler.longest_prompt() + plan.sampling.new_tokens as usize;
         anyhow::ensure!(
@@ -351,7 +348,18 @@ impl<B: AutodiffBackend> Run<B> {
             Some(c) => c.for_eval(n),
             None => vec![0; n],
         };
-        let (rows, offset) = self.peer.rows_of(n);
+        self.draw_rows(sampler, model, &contexts)
+    }
+
+    /// This peer's part of fresh samples from `model`, one per entry of `contexts` (the
+    /// whole batch's contexts), with the evaluation streams.
+    fn draw_rows<M: burn::tensor::backend::Backend>(
+        &mut self,
+        sampler: &Sampler,
+        model: &Gpt2<M>,
+        contexts: &[usize],
+    ) -> Result<rollout::Rollout> {
+        let (rows, offset) = self.peer.rows_of(contexts.len());
         let mine = &contexts[offset..offset + rows.iter().sum::<usize>()];
         rollout::draw_streams(sampler, model, &rows, mine, &self.tokenizer, &mut self.eval_rngs)
     }
@@ -392,15 +400,21 @@ impl<B: AutodiffBackend> Run<B> {
         }
         let n = settings.samples;
         let (sampler, base) = (self.sampler.clone(), self.base.clone());
-        let r = self.draw_eval(&sampler, &base, n as usize)?;
+        let rows = target::fit_rows(&settings, self.contexts.as_ref(), self.plan.seed);
+        let r = self.draw_rows(&sampler, &base, &rows)?;
         let scores = self.target.score(&r.samples())?;
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
         let mine = ([r.log_sampler.clone(), r.log_model.clone()], scores);
         let ([log_q, log_a], scores) = concat_scored(self.gather(mine, "the λ-fit samples")?);
-        let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores)?;
+        let groups = crate::contexts::group_sizes(&rows);
+        let report = self.target.fit_lambda(&settings, &log_q, &log_a, &scores, &groups)?;
         let (ess, iterations) = (report.ess, report.iterations);
+        let over = match groups.len() {
+            1 => String::new(),
+            k => format!(" over {k} contexts"),
+        };
         log::info!(
-            "λ fitted on {n} samples of a (ESS {ess:.0}, {iterations} iterations):\n{}",
+            "λ fitted on {n} samples of a{over} (ESS {ess:.0}, {iterations} iterations):\n{}",
             self.target.fit_text().unwrap_or_default()
         );
         Ok(())

@@ -193,33 +193,42 @@ impl Target {
         Ok(out)
     }
 
-    /// Fits λ on `settings.samples` fresh samples of the base model a drawn with `sampler`
-    /// (`None`: no settings, or no moment constraint to fit).
+    /// Fits λ with `plan.lambda_fit` on fresh samples of the base model a drawn with
+    /// `sampler` (`None`: no moment constraint to fit); in a conditional run (`contexts`) the
+    /// samples are shared among the fit's contexts
+    /// ([`Contexts::for_fit`](crate::contexts::Contexts::for_fit)).
     pub fn fit_on_samples_of<B: burn::tensor::backend::Backend>(
         &mut self,
-        settings: Option<LambdaFit>,
+        plan: &crate::plan::Plan,
         base: &tilt_policies::Gpt2<B>,
         sampler: &super::rollout::Sampler,
+        contexts: Option<&crate::contexts::Contexts>,
         tokenizer: &tilt_policies::Gpt2Tokenizer,
         rng: &mut dyn rand::RngCore,
     ) -> Result<Option<&FitReport>> {
-        let Some(settings) = settings else { return Ok(None) };
+        let Some(settings) = plan.lambda_fit else { return Ok(None) };
         if !self.needs_fit() {
             return Ok(None);
         }
-        let r = sampler.draw_n(base, settings.samples as usize, tokenizer, rng)?;
+        let rows = fit_rows(&settings, contexts, plan.seed);
+        let r = sampler.draw(base, &rows, tokenizer, rng)?;
         let scores = self.score(&r.samples())?;
+        let groups = crate::contexts::group_sizes(&r.contexts);
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
-        self.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores).map(Some)
+        self.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores, &groups).map(Some)
     }
 
-    /// Fits λ on samples of q = a (`log_q` their sampled log-probs, `log_a` the base model's).
+    /// Fits λ on samples of q = a (`log_q` their sampled log-probs, `log_a` the base model's),
+    /// in consecutive groups of `group_sizes` samples of one context each (one group in an
+    /// unconditional run): λ matches the moments averaged over the contexts, each normalised
+    /// by its own Z_c ([`MomentFit::fit_conditional`], which is the pooled fit for one group).
     pub fn fit_lambda(
         &mut self,
         settings: &LambdaFit,
         log_q: &[f64],
         log_a: &[f64],
         scores: &FeatureScores,
+        group_sizes: &[usize],
     ) -> Result<&FitReport> {
         let n = log_q.len();
         let d = self.ebm.n_features();
@@ -230,13 +239,35 @@ impl Target {
             .feature_names(names.clone())
             .tolerance(settings.tolerance)
             .max_iterations(settings.max_iterations as usize)
-            .fit(log_q, &log_ab, RowMatrix::new(&scores.moments, n, d)?)
+            .fit_conditional(log_q, &log_ab, RowMatrix::new(&scores.moments, n, d)?, group_sizes)
             .map_err(|e| name_the_feature(e, &names))
             .context("fitting λ")?;
         anyhow::ensure!(report.converged, "{}", not_converged(&report, &names, settings, n));
+        if report.groups_without_support > 0 {
+            log::warn!(
+                "λ fit: {} of {} contexts left out (none of their samples meets the pointwise \
+                 constraints)",
+                report.groups_without_support,
+                group_sizes.len()
+            );
+        }
         warn_if_uncertain(&report, &names, &self.constraints.targets());
         self.ebm.set_lambda(report.lambda.clone())?;
         Ok(&*self.fit.insert(report))
+    }
+}
+
+/// The context of each sample of the λ fit: the fit's contexts in equal shares, or the one
+/// prompt (context 0) of an unconditional run.
+pub(crate) fn fit_rows(
+    settings: &LambdaFit,
+    contexts: Option<&crate::contexts::Contexts>,
+    seed: u64,
+) -> Vec<usize> {
+    let n = settings.samples as usize;
+    match contexts {
+        Some(c) => c.for_fit(seed, settings.contexts, n),
+        None => vec![0; n],
     }
 }
 
