@@ -211,21 +211,19 @@ impl crate::backend::Job for EvalJob {
         let contexts = Contexts::of_plan(plan)?;
         let sampler = Sampler::new(&plan.sampling, contexts.as_ref(), &tokenizer, CHUNK)?;
         target.fit_on_samples_of(plan, &base, &sampler, contexts.as_ref(), &tokenizer, &mut rng)?;
-        let rows = |n: u64| match &contexts {
-            Some(c) => c.for_eval(n as usize),
-            None => vec![0; n as usize],
-        };
+        let rows = |n: u64| crate::contexts::eval_rows(contexts.as_ref(), n as usize);
         let mut record = EvalRecord::default();
         let eval_sampler = sampler.with_top_p(plan.eval.top_p);
         let r = eval_sampler.draw(&pi, &rows(plan.eval.samples), &tokenizer, &mut rng)?;
         policy_metrics(&r, &base, &target, &plan.eval, &device, &mut record)?;
-        let r = sampler.draw(&pi, &rows(plan.eval.proposal_samples), &tokenizer, &mut rng)?;
+        let proposal_rows = rows(plan.eval.proposal_samples);
+        let r = sampler.draw(&pi, &proposal_rows, &tokenizer, &mut rng)?;
         let log_a = crate::train::rollout::log_probs(&base, &r, &device)?;
         let scores = target.score(&r.samples())?;
         let log_p = target.log_target(&log_a, &scores)?;
         let (log_q, log_pi) = (&r.log_sampler, &r.log_model);
         if contexts.is_some() {
-            conditional_metrics(&log_p, log_q, log_pi, &r.contexts, &mut record)?;
+            conditional_metrics(&log_p, log_q, log_pi, &proposal_rows, &mut record)?;
             return Ok((record, target.targets()));
         }
         let z = estimate_log_z(&log_weights(&log_p, log_q)?)?;

@@ -118,10 +118,7 @@ impl Contexts {
             }
             None => {
                 let k = (plan.eval_contexts as usize).min(n_train);
-                let mut rng = ChaCha8Rng::seed_from_u64(step_seed(seed) ^ 0xe7a1);
-                let mut ids = rand::seq::index::sample(&mut rng, n_train, k).into_vec();
-                ids.sort_unstable();
-                ids
+                sorted_draw(step_seed(seed) ^ 0xe7a1, n_train, k)
             }
         };
         Ok(Self { texts, n_train, per_step: plan.per_step as usize, eval })
@@ -146,10 +143,7 @@ impl Contexts {
     /// defaults to every training context, but at most one per 16 rows.
     pub fn for_fit(&self, seed: u64, k: Option<u64>, n: usize) -> Vec<usize> {
         let k = k.map_or((n / 16).max(1), |k| k as usize).min(self.n_train).max(1);
-        let mut rng = ChaCha8Rng::seed_from_u64(step_seed(seed) ^ 0xf17);
-        let mut ids = rand::seq::index::sample(&mut rng, self.n_train, k).into_vec();
-        ids.sort_unstable();
-        spread(&ids, n)
+        spread(&sorted_draw(step_seed(seed) ^ 0xf17, self.n_train, k), n)
     }
 
     /// The context of each of `n` evaluation rows: the evaluation contexts in order, sharing
@@ -157,6 +151,31 @@ impl Contexts {
     pub fn for_eval(&self, n: usize) -> Vec<usize> {
         spread(&self.eval, n)
     }
+}
+
+/// `k` distinct ids of `0..n`, drawn with `seed`, in increasing order.
+fn sorted_draw(seed: u64, n: usize, k: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut ids = rand::seq::index::sample(&mut rng, n, k).into_vec();
+    ids.sort_unstable();
+    ids
+}
+
+/// The context of each of the `n` rows of training batch `step`: [`Contexts::for_step`], or
+/// the one prompt (context 0) of an unconditional run.
+pub fn step_rows(contexts: Option<&Contexts>, seed: u64, step: u64, n: usize) -> Vec<usize> {
+    contexts.map_or_else(|| vec![0; n], |c| c.for_step(seed, step, n))
+}
+
+/// The context of each of `n` evaluation rows: [`Contexts::for_eval`], or context 0.
+pub fn eval_rows(contexts: Option<&Contexts>, n: usize) -> Vec<usize> {
+    contexts.map_or_else(|| vec![0; n], |c| c.for_eval(n))
+}
+
+/// The context of each of the `n` rows of the λ fit over `k` contexts:
+/// [`Contexts::for_fit`], or context 0.
+pub fn fit_rows(contexts: Option<&Contexts>, seed: u64, k: Option<u64>, n: usize) -> Vec<usize> {
+    contexts.map_or_else(|| vec![0; n], |c| c.for_fit(seed, k, n))
 }
 
 /// The sizes of the runs of equal ids in `rows` (contiguous groups, as [`spread`] makes).

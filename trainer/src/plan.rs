@@ -1136,19 +1136,11 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
                 }
             };
             let penalty = e.kl_penalty.unwrap_or(KlPenalty::PerToken);
-            let ppo = if e.ppo.unwrap_or(true) {
-                let ppo = Ppo {
-                    clip: e.ppo_clip.unwrap_or(0.2),
-                    epochs: e.ppo_epochs.unwrap_or(1),
-                    critic: critic(c, e, penalty),
-                };
-                c.positive("estimator.ppo_clip", ppo.clip);
-                c.at_least_one("estimator.ppo_epochs", u64::from(ppo.epochs));
-                Some(ppo)
+            let why = "with ppo = false (the critic is part of KL-control's PPO)";
+            let ppo = ppo_settings(c, e, true, 1, why);
+            let ppo = if let Some(ppo) = ppo {
+                Some(Ppo { critic: critic(c, e, penalty), ..ppo })
             } else {
-                let why = "with ppo = false (the critic is part of KL-control's PPO)";
-                c.not_here("estimator.ppo_clip", &e.ppo_clip, why);
-                c.not_here("estimator.ppo_epochs", &e.ppo_epochs, why);
                 c.not_here("estimator.critic", &e.critic, why);
                 c.not_here("estimator.gae_lambda", &e.gae_lambda, why);
                 c.not_here("estimator.value_coef", &e.value_coef, why);
@@ -1351,17 +1343,31 @@ impl fmt::Display for Plan {
 }
 
 /// PPO for on-policy DPG and CDPG: off unless `ppo = true` (the paper's DPG takes one
-/// step per batch); then `ppo_clip` (default 0.2) and `ppo_epochs` (default 4: with one epoch
-/// the clip never binds, the first epoch's ratio being 1).
+/// step per batch); then 4 epochs by default (with one epoch the clip never binds, the first
+/// epoch's ratio being 1).
 fn dm_ppo(c: &mut Checker<'_>, e: &crate::config::EstimatorConfig) -> Option<Ppo> {
-    if !e.ppo.unwrap_or(false) {
-        let why = "without ppo = true";
-        c.not_here("estimator.ppo_clip", &e.ppo_clip, why);
-        c.not_here("estimator.ppo_epochs", &e.ppo_epochs, why);
+    ppo_settings(c, e, false, 4, "without ppo = true")
+}
+
+/// `ppo` (default `on`), with `ppo_clip` (default 0.2) and `ppo_epochs` (default `epochs`),
+/// which are errors when PPO is off (`why_off` says why); no critic.
+fn ppo_settings(
+    c: &mut Checker<'_>,
+    e: &crate::config::EstimatorConfig,
+    on: bool,
+    epochs: u32,
+    why_off: &str,
+) -> Option<Ppo> {
+    if !e.ppo.unwrap_or(on) {
+        c.not_here("estimator.ppo_clip", &e.ppo_clip, why_off);
+        c.not_here("estimator.ppo_epochs", &e.ppo_epochs, why_off);
         return None;
     }
-    let ppo =
-        Ppo { clip: e.ppo_clip.unwrap_or(0.2), epochs: e.ppo_epochs.unwrap_or(4), critic: None };
+    let ppo = Ppo {
+        clip: e.ppo_clip.unwrap_or(0.2),
+        epochs: e.ppo_epochs.unwrap_or(epochs),
+        critic: None,
+    };
     c.positive("estimator.ppo_clip", ppo.clip);
     c.at_least_one("estimator.ppo_epochs", u64::from(ppo.epochs));
     Some(ppo)

@@ -51,7 +51,8 @@ impl<B: AutodiffBackend> Run<B> {
         let mine = PolicySamples::score(&r, &self.base, &self.target, &self.inner_device())?;
         let all = PolicySamples::concat(self.gather(mine, "the evaluation samples")?);
         all.metrics(&self.plan.eval, record)?;
-        self.log_samples(&all.texts, &all.contexts)
+        let contexts = crate::contexts::eval_rows(self.contexts.as_ref(), n);
+        self.log_samples(&all.texts, &contexts)
     }
 
     /// Importance-sampled metrics: Z (pooled into the tracker), ESS, KL(p‖π), KL(p‖q),
@@ -83,13 +84,11 @@ impl<B: AutodiffBackend> Run<B> {
         } else {
             r.log_sampler.clone()
         };
-        let mine = (([log_p, r.log_sampler.clone(), log_pi], r.contexts.clone()), scores);
+        let mine = ([log_p, r.log_sampler.clone(), log_pi], scores);
         let all = self.gather(mine, "the importance samples")?;
-        let (contexts, all): (Vec<Vec<usize>>, Vec<_>) =
-            all.into_iter().map(|((columns, c), s)| (c, (columns, s))).unzip();
         let ([log_p, log_q, log_pi], scores) = super::concat_scored(all);
-        if self.contexts.is_some() {
-            return conditional_metrics(&log_p, &log_q, &log_pi, &contexts.concat(), record);
+        if let Some(c) = &self.contexts {
+            return conditional_metrics(&log_p, &log_q, &log_pi, &c.for_eval(n), record);
         }
         if self.proposal.is_some() {
             record.moments_q = scores.means();
@@ -219,7 +218,6 @@ struct PolicySamples {
     log_a: Vec<f64>,
     scores: FeatureScores,
     texts: Vec<String>,
-    contexts: Vec<usize>,
 }
 
 impl PolicySamples {
@@ -234,7 +232,6 @@ impl PolicySamples {
             log_a: rollout::log_probs(base, r, device)?,
             scores: target.score(&r.samples())?,
             texts: r.texts.clone(),
-            contexts: r.contexts.clone(),
         })
     }
 
@@ -245,7 +242,6 @@ impl PolicySamples {
             out.log_model.extend(p.log_model);
             out.log_a.extend(p.log_a);
             out.texts.extend(p.texts);
-            out.contexts.extend(p.contexts);
             scores.push(p.scores);
         }
         out.scores = FeatureScores::concat(scores);

@@ -344,10 +344,7 @@ impl<B: AutodiffBackend> Run<B> {
         model: &Gpt2<M>,
         n: usize,
     ) -> Result<rollout::Rollout> {
-        let contexts = match &self.contexts {
-            Some(c) => c.for_eval(n),
-            None => vec![0; n],
-        };
+        let contexts = crate::contexts::eval_rows(self.contexts.as_ref(), n);
         self.draw_rows(sampler, model, &contexts)
     }
 
@@ -400,7 +397,8 @@ impl<B: AutodiffBackend> Run<B> {
         }
         let n = settings.samples;
         let (sampler, base) = (self.sampler.clone(), self.base.clone());
-        let rows = target::fit_rows(&settings, self.contexts.as_ref(), self.plan.seed);
+        let (k, n_rows) = (settings.contexts, n as usize);
+        let rows = crate::contexts::fit_rows(self.contexts.as_ref(), self.plan.seed, k, n_rows);
         let r = self.draw_rows(&sampler, &base, &rows)?;
         let scores = self.target.score(&r.samples())?;
         // Samples of a: their log a is the sampler's unmodified-model log-probability.

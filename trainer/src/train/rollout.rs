@@ -65,8 +65,6 @@ pub struct Rollout {
     pub token_log_sampler: Vec<f64>,
     /// Generated-token mask `[n, steps]`.
     pub generated_mask: Vec<bool>,
-    /// The context id of each sample (0, the one prompt, in an unconditional run).
-    pub contexts: Vec<usize>,
 }
 
 impl Rollout {
@@ -95,7 +93,6 @@ impl Rollout {
         self.log_model.extend(other.log_model);
         self.token_log_sampler.extend(other.token_log_sampler);
         self.generated_mask.extend(other.generated_mask);
-        self.contexts.extend(other.contexts);
     }
 
     /// Decoding steps of the chunks (they agree: all chunks use the same `max_new_tokens`
@@ -237,7 +234,6 @@ impl Sampler {
                 prompt_len: s.prompt_len,
                 steps: s.steps,
             });
-            out.contexts.extend_from_slice(ids);
         }
         Ok(out)
     }

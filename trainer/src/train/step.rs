@@ -138,7 +138,9 @@ struct HostScores {
     generated_mask: Vec<bool>,
     /// Decoding steps.
     steps: usize,
-    /// The context id of each sample (conditional runs).
+    /// The context id of each sample of the whole batch (conditional runs): every peer
+    /// computes it, so it is not exchanged.
+    #[serde(skip)]
     contexts: Vec<usize>,
 }
 
@@ -155,7 +157,6 @@ impl HostScores {
             out.log_pi.extend(p.log_pi);
             out.log_target.extend(p.log_target);
             out.generated_mask.extend(p.generated_mask);
-            out.contexts.extend(p.contexts);
             if let Some((lp, la)) = p.tokens {
                 let t = out.tokens.get_or_insert_with(Default::default);
                 t.0.extend(lp);
@@ -194,10 +195,8 @@ impl<B: AutodiffBackend> Run<B> {
             Some(q) => q.clone(),
             None => self.policy.valid(),
         };
-        let contexts = match &self.contexts {
-            Some(c) => c.for_step(self.plan.seed, self.step, n),
-            None => vec![0; n],
-        };
+        let contexts =
+            crate::contexts::step_rows(self.contexts.as_ref(), self.plan.seed, self.step, n);
         let mine = &contexts[offset..offset + rows.iter().sum::<usize>()];
         let t0 = std::time::Instant::now();
         let rollout = rollout::draw_streams(
@@ -257,9 +256,10 @@ impl<B: AutodiffBackend> Run<B> {
             values,
             generated_mask: rollout.generated_mask.clone(),
             steps: rollout.steps(),
-            contexts: rollout.contexts.clone(),
+            contexts: Vec::new(),
         };
-        let host = HostScores::concat(self.gather(mine, "the batch's scores")?);
+        let host =
+            HostScores { contexts, ..HostScores::concat(self.gather(mine, "the batch's scores")?) };
         Ok(Scored { rollout, host, offset })
     }
 

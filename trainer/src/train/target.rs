@@ -210,10 +210,11 @@ impl Target {
         if !self.needs_fit() {
             return Ok(None);
         }
-        let rows = fit_rows(&settings, contexts, plan.seed);
+        let n = settings.samples as usize;
+        let rows = crate::contexts::fit_rows(contexts, plan.seed, settings.contexts, n);
         let r = sampler.draw(base, &rows, tokenizer, rng)?;
         let scores = self.score(&r.samples())?;
-        let groups = crate::contexts::group_sizes(&r.contexts);
+        let groups = crate::contexts::group_sizes(&rows);
         // Samples of a: their log a is the sampler's unmodified-model log-probability.
         self.fit_lambda(&settings, &r.log_sampler, &r.log_model, &scores, &groups).map(Some)
     }
@@ -254,20 +255,6 @@ impl Target {
         warn_if_uncertain(&report, &names, &self.constraints.targets());
         self.ebm.set_lambda(report.lambda.clone())?;
         Ok(&*self.fit.insert(report))
-    }
-}
-
-/// The context of each sample of the λ fit: the fit's contexts in equal shares, or the one
-/// prompt (context 0) of an unconditional run.
-pub(crate) fn fit_rows(
-    settings: &LambdaFit,
-    contexts: Option<&crate::contexts::Contexts>,
-    seed: u64,
-) -> Vec<usize> {
-    let n = settings.samples as usize;
-    match contexts {
-        Some(c) => c.for_fit(seed, settings.contexts, n),
-        None => vec![0; n],
     }
 }
 
