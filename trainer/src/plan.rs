@@ -1103,6 +1103,15 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
             );
         }
     };
+    // DPG's and CDPG's baseline: none or z.
+    let z_baseline = |c: &mut Checker<'_>| match e.baseline {
+        None | Some(Baseline::None) => false,
+        Some(Baseline::Z) => true,
+        Some(_) => {
+            bad_baseline(c, "`none`, `z`");
+            false
+        }
+    };
     let normalize_by_z = e.normalize_by_z.unwrap_or(false);
     match e.kind {
         EstimatorKind::Reinforce => {
@@ -1150,27 +1159,9 @@ fn check_estimator(c: &mut Checker<'_>, config: &Config) -> Estimator {
             Estimator::KlControl { beta, penalty, ppo }
         }
         EstimatorKind::Dpg => {
-            let baseline_z = match e.baseline {
-                None | Some(Baseline::None) => false,
-                Some(Baseline::Z) => true,
-                Some(_) => {
-                    bad_baseline(c, "`none`, `z`");
-                    false
-                }
-            };
-            Estimator::Dpg { baseline_z, normalize_by_z, ppo: dm_ppo(c, e) }
+            Estimator::Dpg { baseline_z: z_baseline(c), normalize_by_z, ppo: dm_ppo(c, e) }
         }
-        EstimatorKind::Cdpg => {
-            let baseline = match e.baseline {
-                None | Some(Baseline::None) => false,
-                Some(Baseline::Z) => true,
-                Some(_) => {
-                    bad_baseline(c, "`none`, `z`");
-                    false
-                }
-            };
-            Estimator::Cdpg { baseline, ppo: dm_ppo(c, e) }
-        }
+        EstimatorKind::Cdpg => Estimator::Cdpg { baseline: z_baseline(c), ppo: dm_ppo(c, e) },
         EstimatorKind::Gdc => Estimator::Gdc { normalize_by_z },
         EstimatorKind::GdcPp => Estimator::GdcPp { normalize_by_z },
         EstimatorKind::Fdpg => {
